@@ -1,0 +1,119 @@
+"""The ``mvit-lab`` command: a thin layer over the library (load, override, validate, run)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+
+import torch
+
+from mvit_lab.build import build_model, count_params
+from mvit_lab.config import expand_blocks
+from mvit_lab.configfile import load_arch, parse_overrides, save_arch
+from mvit_lab.presets import get_preset, list_presets
+
+__all__ = ["main"]
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
+             for r in [header, ["-" * w for w in widths], *rows]]
+    return "\n".join(lines)
+
+
+def _fmt(t: tuple[int, ...] | None, image: bool) -> str:
+    if t is None:
+        return "-"
+    return "x".join(map(str, t[1:] if image else t))
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    rows, records = [], []
+    for name in list_presets():
+        preset = get_preset(name)
+        n = count_params(preset.config)
+        if preset.params_exact:
+            status = "exact" if n == preset.params else f"DIFF {n - preset.params:+,}"
+        else:
+            status = f"~{preset.params / 1e6:.1f}M published"
+        records.append(dict(name=name, params=n, reference_params=preset.params,
+                            params_exact=preset.params_exact, gflops_published=preset.gflops,
+                            source=preset.source))
+        rows.append([name, f"{n:,}", status, f"{preset.gflops:g}", preset.source])
+    if args.json:
+        print(json.dumps(records))
+    else:
+        print(_table(rows, ["preset", "params", "vs reference", "GFLOPs (paper)", "source"]))
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    cfg = load_arch(args.arch, parse_overrides(args.set))
+    specs = expand_blocks(cfg)
+    rows = []
+    for stage in range(cfg.num_stages):
+        blocks = [s for s in specs if s.stage == stage]
+        first, last = blocks[0], blocks[-1]
+        attn = "global" if not first.mask_unit_attn else f"mask unit {_fmt(first.q_window, cfg.is_image)}"
+        if first.mask_unit_attn != last.mask_unit_attn:
+            attn += f" then {'mask unit' if last.mask_unit_attn else 'global'}"
+        rows.append([str(stage), str(len(blocks)), f"{first.dim}->{last.dim_out}",
+                     str(first.num_heads), _fmt(first.in_grid, cfg.is_image),
+                     _fmt(last.q_grid, cfg.is_image), _fmt(first.q_stride, cfg.is_image),
+                     _fmt(first.kv_stride if first.kv_kernel else None, cfg.is_image), attn])
+    n_params = count_params(cfg)
+    model = build_model(cfg).eval()
+    shape = (args.batch, cfg.in_chans, *(cfg.input_size[1:] if cfg.is_image else cfg.input_size))
+    x = torch.randn(shape)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        logits = model(x)
+    seconds = time.perf_counter() - start
+    if args.save:
+        save_arch(cfg, args.save)
+    if args.json:
+        print(json.dumps(dict(config=cfg.to_dict(), params=n_params, input=list(shape),
+                              logits=list(logits.shape), forward_seconds=seconds)))
+        return 0
+    print(_table(rows, ["stage", "blocks", "dim", "heads", "grid in", "grid out", "q stride",
+                        "kv stride", "attention"]))
+    print(f"\nparams: {n_params:,}")
+    print(f"forward: input {list(shape)} -> logits {list(logits.shape)} in {seconds:.2f} s (CPU, fp32)")
+    if args.save:
+        print(f"resolved config written to {args.save}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mvit-lab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("presets", help="list the presets with their parameter counts")
+    p.add_argument("--json", action="store_true", help="print one JSON list")
+    p.set_defaults(func=cmd_presets)
+    p = sub.add_parser("build", help="validate an architecture, show its stages, run a forward pass")
+    p.add_argument("arch", help="a preset name or an architecture YAML file")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a knob, e.g. --set pool_mode=max (repeatable)")
+    p.add_argument("--batch", type=int, default=1, help="batch size of the test forward pass")
+    p.add_argument("--save", metavar="PATH", help="write the resolved config as JSON")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_build)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as err:
+        print(f"mvit-lab: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Token layout helpers: the only place that reshapes between token lists, grids and windows.
+
+Tokens are kept in raster order over the grid ``(T, H, W)`` (image models drop ``T``: their
+grid is ``(H, W)``), after an optional leading cls token. Per-head tensors are
+``[B, heads, L, head_dim]``.
+
+Mask-unit attention folds the windows into the batch dimension, so attention runs on plain
+4-D tensors and the fused ``scaled_dot_product_attention`` kernels apply::
+
+    [B, heads, n1*w1 * n2*w2 (* n3*w3), hd]           raster order over the grid
+        -> [B * n1*n2(*n3), heads, w1*w2(*w3), hd]     one row of the batch per window
+
+where ``n_i = grid_i // window_i``. ``window_merge`` undoes it and also merges the heads,
+giving ``[B, L, heads * hd]`` ready for the output projection.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["to_grid", "from_grid", "window_partition", "window_merge", "heads_merge"]
+
+
+def to_grid(x: torch.Tensor, grid: tuple[int, ...]) -> torch.Tensor:
+    """``[B, heads, L, hd]`` -> ``[B * heads, hd, *grid]`` (channels-first, for conv / pool)."""
+    b, h, _, d = x.shape
+    # [B, heads, L, hd] -> [B, heads, hd, L] -> [B * heads, hd, *grid]
+    return x.transpose(2, 3).reshape(b * h, d, *grid)
+
+
+def from_grid(x: torch.Tensor, batch: int) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """``[B * heads, hd, *grid]`` -> ``([B, heads, L, hd], grid)``."""
+    grid = tuple(x.shape[2:])
+    bh, d = x.shape[:2]
+    # [B * heads, hd, *grid] -> [B, heads, hd, L] -> [B, heads, L, hd]
+    return x.reshape(batch, bh // batch, d, -1).transpose(2, 3), grid
+
+
+def window_partition(x: torch.Tensor, grid: tuple[int, ...], window: tuple[int, ...]) -> torch.Tensor:
+    """``[B, heads, L, hd]`` -> ``[B * num_windows, heads, prod(window), hd]``."""
+    b, h, _, d = x.shape
+    nd = len(grid)
+    split = [v for g, w in zip(grid, window) for v in (g // w, w)]
+    # [B, heads, n1, w1, n2, w2, (n3, w3), hd]
+    x = x.reshape(b, h, *split, d)
+    outer = [2 + 2 * i for i in range(nd)]
+    inner = [3 + 2 * i for i in range(nd)]
+    # -> [B, n1, n2, (n3), heads, w1, w2, (w3), hd]
+    x = x.permute(0, *outer, 1, *inner, 2 * nd + 2)
+    return x.reshape(-1, h, math.prod(window), d)
+
+
+def window_merge(x: torch.Tensor, batch: int, grid: tuple[int, ...],
+                 window: tuple[int, ...]) -> torch.Tensor:
+    """``[B * num_windows, heads, prod(window), hd]`` -> ``[B, L, heads * hd]``."""
+    _, h, _, d = x.shape
+    nd = len(grid)
+    counts = [g // w for g, w in zip(grid, window)]
+    # [B, n1, n2, (n3), heads, w1, w2, (w3), hd]
+    x = x.reshape(batch, *counts, h, *window, d)
+    # -> [B, n1, w1, n2, w2, (n3, w3), heads, hd]
+    order = [0]
+    for i in range(nd):
+        order += [1 + i, 2 + nd + i]
+    x = x.permute(*order, 1 + nd, 2 + 2 * nd)
+    return x.reshape(batch, -1, h * d)
+
+
+def heads_merge(x: torch.Tensor) -> torch.Tensor:
+    """``[B, heads, L, hd]`` -> ``[B, L, heads * hd]``."""
+    b, h, n, d = x.shape
+    return x.transpose(1, 2).reshape(b, n, h * d)
+

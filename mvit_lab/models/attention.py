@@ -1,0 +1,212 @@
+"""Multiscale attention: one class for MViTv1, MViTv2 and Hiera, with switches.
+
+q, k and v can each be pooled on their token grid (depthwise conv + LayerNorm, max or avg);
+attention can be global or restricted to mask-unit windows; MViTv2's decomposed relative
+positions enter ``scaled_dot_product_attention`` as an additive bias; residual pooling adds
+the pooled q to the output (not to the cls token, as in the original MViTv2).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mvit_lab.config import pool_padding
+from mvit_lab.models._layout import (
+    from_grid,
+    heads_merge,
+    to_grid,
+    window_merge,
+    window_partition,
+)
+
+__all__ = ["MultiScaleAttention", "Pool", "pool_grid", "rel_pos_bias", "rel_pos_index"]
+
+_AXES = "xyz"
+
+
+def pool_grid(x: torch.Tensor, mode: str, kernel: tuple[int, ...], stride: tuple[int, ...],
+              padding: tuple[int, ...]) -> torch.Tensor:
+    """Parameter-free max / avg pooling of ``[N, C, *grid]`` with a 2-D or 3-D kernel."""
+    if len(kernel) == 2:
+        pool = F.max_pool2d if mode == "max" else F.avg_pool2d
+    else:
+        pool = F.max_pool3d if mode == "max" else F.avg_pool3d
+    return pool(x, kernel, stride, padding)
+
+
+class Pool(nn.Module):
+    """Pools per-head tokens ``[B, heads, (1 +) L, hd]`` on their grid; the cls token is kept."""
+
+    def __init__(self, mode: str, head_dim: int, kernel: tuple[int, ...], stride: tuple[int, ...],
+                 norm_eps: float) -> None:
+        super().__init__()
+        self.mode, self.kernel, self.stride = mode, kernel, stride
+        self.padding = pool_padding(kernel, stride)
+        self.conv: nn.Module | None = None
+        self.norm: nn.Module | None = None
+        if mode == "conv":
+            conv = nn.Conv2d if len(kernel) == 2 else nn.Conv3d
+            self.conv = conv(head_dim, head_dim, kernel, stride, self.padding, groups=head_dim,
+                             bias=False)
+            self.norm = nn.LayerNorm(head_dim, eps=norm_eps)
+
+    def forward(self, x: torch.Tensor, grid: tuple[int, ...], has_cls: bool) -> torch.Tensor:
+        cls = None
+        if has_cls:
+            cls, x = x[:, :, :1], x[:, :, 1:]
+        g = to_grid(x, grid)  # [B * heads, hd, *grid]
+        g = self.conv(g) if self.conv is not None else pool_grid(
+            g, self.mode, self.kernel, self.stride, self.padding)
+        x, _ = from_grid(g, x.shape[0])  # [B, heads, L', hd]
+        if cls is not None:
+            x = torch.cat((cls, x), dim=2)
+        if self.norm is not None:
+            x = self.norm(x)
+        return x
+
+
+def rel_pos_index(q_size: int, k_size: int) -> torch.Tensor:
+    """``[q_size, k_size]`` indices into a table of length ``2 * max(q, k) - 1``.
+
+    When q and k have different resolutions, the coarser side's coordinates are scaled up so
+    that distances are measured on the finer grid (MViTv2).
+    """
+    q_ratio = max(k_size / q_size, 1.0)
+    k_ratio = max(q_size / k_size, 1.0)
+    dist = (torch.arange(q_size)[:, None] * q_ratio - torch.arange(k_size)[None, :] * k_ratio
+            + (k_size - 1) * k_ratio)
+    return dist.long()
+
+
+def rel_pos_bias(q: torch.Tensor, q_size: tuple[int, ...], k_size: tuple[int, ...],
+                 tables: list[torch.Tensor | None]) -> torch.Tensor:
+    """Decomposed relative-position bias ``[B, heads, Lq, Lk]`` from un-scaled queries.
+
+    ``q`` is ``[B, heads, Lq, hd]`` over the grid ``q_size``; ``tables[a]`` is the already
+    gathered ``[q_a, k_a, hd]`` embedding of axis ``a`` (None: the axis has no term).
+    bias[i, j] = sum_a q_i . R_a[pos_a(i) - pos_a(j)].
+    """
+    b, h, _, d = q.shape
+    nd = len(q_size)
+    letters = _AXES[:nd]
+    r_q = q.reshape(b, h, *q_size, d)  # [B, heads, *q_size, hd]
+    bias = None
+    for axis, table in enumerate(tables):
+        if table is None:
+            continue
+        a = letters[axis]
+        # [B, heads, *q_size, k_a]
+        term = torch.einsum(f"bn{letters}c,{a}kc->bn{letters}k", r_q, table)
+        shape = [b, h, *q_size] + [1] * nd
+        shape[2 + nd + axis] = k_size[axis]
+        term = term.reshape(shape)  # broadcastable to [B, heads, *q_size, *k_size]
+        bias = term if bias is None else bias + term
+    assert bias is not None
+    bias = bias.expand(b, h, *q_size, *k_size)
+    return bias.reshape(b, h, math.prod(q_size), math.prod(k_size))
+
+
+class MultiScaleAttention(nn.Module):
+    """Pooling attention over ``[B, (1 +) L, dim]`` tokens, returning ``[B, (1 +) L', attn_dim]``.
+
+    Grids, strides, kernels and windows are per axis, 2 entries for image models ``(H, W)``
+    and 3 for video ``(T, H, W)``; ``rel_pos_size`` has an entry per axis, 0 for no term.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        attn_dim: int,
+        num_heads: int,
+        *,
+        in_grid: tuple[int, ...],
+        q_grid: tuple[int, ...],
+        kv_grid: tuple[int, ...],
+        pool_mode: str = "conv",
+        q_kernel: tuple[int, ...] | None = None,
+        q_stride: tuple[int, ...] | None = None,
+        kv_kernel: tuple[int, ...] | None = None,
+        kv_stride: tuple[int, ...] | None = None,
+        q_window: tuple[int, ...] | None = None,
+        kv_window: tuple[int, ...] | None = None,
+        rel_pos_size: tuple[int, ...] | None = None,
+        residual_pooling: bool = False,
+        has_cls: bool = False,
+        qkv_bias: bool = True,
+        norm_eps: float = 1e-6,
+    ) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = attn_dim // num_heads
+        self.attn_dim = attn_dim
+        self.in_grid, self.q_grid, self.kv_grid = in_grid, q_grid, kv_grid
+        self.q_window, self.kv_window = q_window, kv_window
+        self.residual_pooling = residual_pooling
+        self.has_cls = has_cls
+        self.qkv = nn.Linear(dim, 3 * attn_dim, bias=qkv_bias)
+        self.proj = nn.Linear(attn_dim, attn_dim)
+        self.pool_q = self.pool_k = self.pool_v = None
+        if q_kernel is not None:
+            self.pool_q = Pool(pool_mode, self.head_dim, q_kernel, q_stride, norm_eps)
+        if kv_kernel is not None:
+            self.pool_k = Pool(pool_mode, self.head_dim, kv_kernel, kv_stride, norm_eps)
+            self.pool_v = Pool(pool_mode, self.head_dim, kv_kernel, kv_stride, norm_eps)
+        self.rel_pos_h = self.rel_pos_w = self.rel_pos_t = None
+        self._rel_axes: list[str | None] = []
+        if rel_pos_size is not None:
+            names = ("rel_pos_h", "rel_pos_w") if len(q_grid) == 2 else (
+                "rel_pos_t", "rel_pos_h", "rel_pos_w")
+            q_span, k_span = q_window or q_grid, kv_window or kv_grid
+            for axis, (name, length) in enumerate(zip(names, rel_pos_size)):
+                if length == 0:
+                    self._rel_axes.append(None)
+                    continue
+                table = nn.Parameter(torch.zeros(length, self.head_dim))
+                nn.init.trunc_normal_(table, std=0.02)
+                setattr(self, name, table)
+                self.register_buffer(f"{name}_index", rel_pos_index(q_span[axis], k_span[axis]),
+                                     persistent=False)
+                self._rel_axes.append(name)
+
+    def _rel_tables(self) -> list[torch.Tensor | None]:
+        return [None if name is None else getattr(self, name)[getattr(self, f"{name}_index")]
+                for name in self._rel_axes]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        # [B, N, 3 * attn_dim] -> [3, B, heads, N, hd]
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        if self.pool_q is not None:
+            q = self.pool_q(q, self.in_grid, self.has_cls)  # [B, heads, (1 +) Lq, hd]
+        if self.pool_k is not None:
+            k = self.pool_k(k, self.in_grid, self.has_cls)  # [B, heads, (1 +) Lk, hd]
+            v = self.pool_v(v, self.in_grid, self.has_cls)
+        q_span, k_span = self.q_grid, self.kv_grid
+        if self.q_window is not None:
+            # [B * windows, heads, tokens per window, hd]; validation rules out a cls token here
+            q = window_partition(q, self.q_grid, self.q_window)
+            k = window_partition(k, self.kv_grid, self.kv_window)
+            v = window_partition(v, self.kv_grid, self.kv_window)
+            q_span, k_span = self.q_window, self.kv_window
+        bias = None
+        if self._rel_axes:
+            bias = rel_pos_bias(q[:, :, 1:] if self.has_cls else q, q_span, k_span,
+                                self._rel_tables())
+            if self.has_cls:
+                bias = F.pad(bias, (1, 0, 1, 0))  # the cls row and column get no bias
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        if self.residual_pooling:
+            if self.has_cls:
+                out = torch.cat((out[:, :, :1], out[:, :, 1:] + q[:, :, 1:]), dim=2)
+            else:
+                out = out + q
+        if self.q_window is not None:
+            out = window_merge(out, b, self.q_grid, self.q_window)  # [B, Lq, attn_dim]
+        else:
+            out = heads_merge(out)  # [B, (1 +) Lq, attn_dim]
+        return self.proj(out)
