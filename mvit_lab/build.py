@@ -18,7 +18,8 @@ def resolve_config(cfg_or_name: ArchConfig | str, **overrides: Any) -> ArchConfi
     if isinstance(cfg_or_name, str):
         return get_config(cfg_or_name, **overrides)
     if not isinstance(cfg_or_name, ArchConfig):
-        raise TypeError(f"expected an ArchConfig or a preset name, got {type(cfg_or_name).__name__}")
+        raise TypeError("expected an ArchConfig or a preset name, got "
+                        f"{type(cfg_or_name).__name__}")
     return cfg_or_name.replace(**overrides) if overrides else cfg_or_name
 
 

@@ -58,7 +58,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     for stage in range(cfg.num_stages):
         blocks = [s for s in specs if s.stage == stage]
         first, last = blocks[0], blocks[-1]
-        attn = "global" if not first.mask_unit_attn else f"mask unit {_fmt(first.q_window, cfg.is_image)}"
+        attn = "global"
+        if first.mask_unit_attn:
+            attn = f"mask unit {_fmt(first.q_window, cfg.is_image)}"
         if first.mask_unit_attn != last.mask_unit_attn:
             attn += f" then {'mask unit' if last.mask_unit_attn else 'global'}"
         rows.append([str(stage), str(len(blocks)), f"{first.dim}->{last.dim_out}",
@@ -82,7 +84,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     print(_table(rows, ["stage", "blocks", "dim", "heads", "grid in", "grid out", "q stride",
                         "kv stride", "attention"]))
     print(f"\nparams: {n_params:,}")
-    print(f"forward: input {list(shape)} -> logits {list(logits.shape)} in {seconds:.2f} s (CPU, fp32)")
+    print(f"forward: input {list(shape)} -> logits {list(logits.shape)} in {seconds:.2f} s "
+          "(CPU, fp32)")
     if args.save:
         print(f"resolved config written to {args.save}")
     return 0
@@ -94,7 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("presets", help="list the presets with their parameter counts")
     p.add_argument("--json", action="store_true", help="print one JSON list")
     p.set_defaults(func=cmd_presets)
-    p = sub.add_parser("build", help="validate an architecture, show its stages, run a forward pass")
+    p = sub.add_parser("build",
+                       help="validate an architecture, show its stages, run a forward pass")
     p.add_argument("arch", help="a preset name or an architecture YAML file")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a knob, e.g. --set pool_mode=max (repeatable)")

@@ -149,7 +149,7 @@ class BlockSpec:
 
 @dataclass(frozen=True)
 class ArchConfig:
-    """A multiscale vision transformer of the MViTv1 / MViTv2 / Hiera family (defaults: MViTv2-B)."""
+    """A multiscale vision transformer of the MViTv1 / MViTv2 / Hiera family (default MViTv2-B)."""
 
     # input
     input_size: Triple = (1, 224, 224)
@@ -231,8 +231,10 @@ class ArchConfig:
         if mu_attn is None:
             mu_attn = (False,) * len(self.depths)
         if isinstance(mu_attn, (str, bytes)) or not isinstance(mu_attn, Sequence):
-            raise _fail("mask_unit_attn", f"must be a list of booleans, one per stage, got {mu_attn!r}")
-        set_("mask_unit_attn", tuple(_as_bool(f"mask_unit_attn[{i}]", v) for i, v in enumerate(mu_attn)))
+            raise _fail("mask_unit_attn",
+                        f"must be a list of booleans, one per stage, got {mu_attn!r}")
+        set_("mask_unit_attn",
+             tuple(_as_bool(f"mask_unit_attn[{i}]", v) for i, v in enumerate(mu_attn)))
         set_("drop_path_rate", _as_float("drop_path_rate", self.drop_path_rate, 0.0, 1.0))
         set_("head_dropout", _as_float("head_dropout", self.head_dropout, 0.0, 1.0))
         set_("norm_eps", _as_float("norm_eps", self.norm_eps, 0.0, low_open=True))
@@ -271,12 +273,14 @@ class ArchConfig:
                 raise _fail("q_pool", f"pool_mode 'none' cannot pool q at {self.num_q_pools} "
                                       "stage transitions; set q_pool: 0")
             if self.kv_stride is not None:
-                raise _fail("kv_stride", "pool_mode 'none' cannot pool k and v; set kv_stride: null")
+                raise _fail("kv_stride",
+                            "pool_mode 'none' cannot pool k and v; set kv_stride: null")
             if self.q_pool_every_block:
                 raise _fail("q_pool_every_block", "pool_mode 'none' cannot pool q; set it false")
         if any(self.mask_unit_attn):
             if self.mask_unit_size is None:
-                raise _fail("mask_unit_size", "is required when any stage uses mask-unit attention")
+                raise _fail("mask_unit_size",
+                            "is required when any stage uses mask-unit attention")
             if self.cls_token:
                 raise _fail("cls_token", "a cls token belongs to no mask unit; mask-unit "
                                          "attention needs cls_token: false")
@@ -400,7 +404,8 @@ def expand_blocks(cfg: ArchConfig) -> tuple[BlockSpec, ...]:
                 kv_kernel = resolve_kernel(cfg.pool_kernel, kv_stride)
                 if kv_kernel == ones and kv_stride == ones:
                     kv_kernel, kv_block_stride = None, ones
-            kv_grid = _check_pool("kv_stride", "pool_kernel", grid, kv_kernel, kv_block_stride, where)
+            kv_grid = _check_pool("kv_stride", "pool_kernel", grid, kv_kernel, kv_block_stride,
+                                  where)
             skip_kernel = resolve_kernel(cfg.skip_pool_kernel, q_stride) if strided else None
             if skip_kernel is not None:
                 _check_pool("q_stride", "skip_pool_kernel", grid, skip_kernel, q_stride, where)
@@ -421,7 +426,8 @@ def expand_blocks(cfg: ArchConfig) -> tuple[BlockSpec, ...]:
                     sizes[0] = 0
                 rel = tuple(sizes)
             if attn_dim % n_heads:
-                raise _fail("num_heads", f"{where}: {n_heads} heads do not divide width {attn_dim}")
+                raise _fail("num_heads",
+                            f"{where}: {n_heads} heads do not divide width {attn_dim}")
             specs.append(BlockSpec(
                 index=index, stage=stage, dim=dim, dim_out=dim_out, attn_dim=attn_dim,
                 num_heads=n_heads, mlp_hidden=max(1, int(attn_dim * cfg.mlp_ratio)),

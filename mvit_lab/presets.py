@@ -50,7 +50,8 @@ def get_preset(name: str) -> Preset:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"preset: unknown name {name!r}; known: {', '.join(list_presets())}") from None
+        known = ", ".join(list_presets())
+        raise ValueError(f"preset: unknown name {name!r}; known: {known}") from None
 
 
 def get_config(name: str, **overrides: Any) -> ArchConfig:

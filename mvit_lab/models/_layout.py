@@ -20,7 +20,7 @@ import math
 
 import torch
 
-__all__ = ["to_grid", "from_grid", "window_partition", "window_merge", "heads_merge"]
+__all__ = ["from_grid", "heads_merge", "to_grid", "window_merge", "window_partition"]
 
 
 def to_grid(x: torch.Tensor, grid: tuple[int, ...]) -> torch.Tensor:
@@ -38,7 +38,8 @@ def from_grid(x: torch.Tensor, batch: int) -> tuple[torch.Tensor, tuple[int, ...
     return x.reshape(batch, bh // batch, d, -1).transpose(2, 3), grid
 
 
-def window_partition(x: torch.Tensor, grid: tuple[int, ...], window: tuple[int, ...]) -> torch.Tensor:
+def window_partition(x: torch.Tensor, grid: tuple[int, ...],
+                     window: tuple[int, ...]) -> torch.Tensor:
     """``[B, heads, L, hd]`` -> ``[B * num_windows, heads, prod(window), hd]``."""
     b, h, _, d = x.shape
     nd = len(grid)

@@ -30,12 +30,19 @@ _AXES = "xyz"
 
 def pool_grid(x: torch.Tensor, mode: str, kernel: tuple[int, ...], stride: tuple[int, ...],
               padding: tuple[int, ...]) -> torch.Tensor:
-    """Parameter-free max / avg pooling of ``[N, C, *grid]`` with a 2-D or 3-D kernel."""
-    if len(kernel) == 2:
-        pool = F.max_pool2d if mode == "max" else F.avg_pool2d
-    else:
-        pool = F.max_pool3d if mode == "max" else F.avg_pool3d
-    return pool(x, kernel, stride, padding)
+    """Parameter-free max / avg pooling of ``[N, C, *grid]`` with a 2-D or 3-D kernel.
+
+    Average pooling counts the zero padding (``count_include_pad``, as the references).
+    """
+    if mode == "max":
+        pool = F.max_pool2d if len(kernel) == 2 else F.max_pool3d
+        return pool(x, kernel, stride, padding)
+    if any(padding):
+        # avg_pool3d rejects a grid smaller than the kernel even when padding covers it;
+        # explicit zero padding gives the same count_include_pad result without that check
+        x = F.pad(x, [p for p in reversed(padding) for _ in range(2)])
+    pool = F.avg_pool2d if len(kernel) == 2 else F.avg_pool3d
+    return pool(x, kernel, stride)
 
 
 class Pool(nn.Module):

@@ -10,7 +10,7 @@ from torch import nn
 from mvit_lab.config import ArchConfig, expand_blocks
 from mvit_lab.models.block import MultiScaleBlock
 
-__all__ = ["MultiscaleViT", "PatchEmbed", "Head"]
+__all__ = ["Head", "MultiscaleViT", "PatchEmbed"]
 
 
 class PatchEmbed(nn.Module):
@@ -57,7 +57,8 @@ class MultiscaleViT(nn.Module):
         self.pos_embed = self.pos_embed_spatial = self.pos_embed_temporal = None
         self.pos_embed_cls = None
         if cfg.abs_pos == "joint":
-            self.pos_embed = nn.Parameter(torch.zeros(1, self.num_prefix + math.prod(self.grid), dim))
+            n_tokens = self.num_prefix + math.prod(self.grid)
+            self.pos_embed = nn.Parameter(torch.zeros(1, n_tokens, dim))
         elif cfg.abs_pos == "separate":
             t, h, w = self.grid
             self.pos_embed_spatial = nn.Parameter(torch.zeros(1, h * w, dim))
