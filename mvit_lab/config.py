@@ -181,6 +181,7 @@ class ArchConfig:
     kv_stride: Triple | None = (1, 4, 4)
     kv_pool_every_block: bool = True
     residual_pooling: bool = True
+    residual_pooling_cls: bool = False  # timm's variant: also add pooled q to the cls token
     skip_pool_kernel: str = "stride+1"
     # mask units
     mask_unit_size: Triple | None = None
@@ -210,7 +211,7 @@ class ArchConfig:
         set_("head_mul", _as_float("head_mul", self.head_mul, 0.0, low_open=True))
         set_("mlp_ratio", _as_float("mlp_ratio", self.mlp_ratio, 0.0, low_open=True))
         for name in ("qkv_bias", "expand_attn", "cls_token", "q_pool_every_block",
-                     "kv_pool_every_block", "residual_pooling"):
+                     "kv_pool_every_block", "residual_pooling", "residual_pooling_cls"):
             _as_bool(name, getattr(self, name))
         _as_choice("abs_pos", self.abs_pos, ABS_POS)
         _as_choice("rel_pos", self.rel_pos, REL_POS)

@@ -3,7 +3,8 @@
 q, k and v can each be pooled on their token grid (depthwise conv + LayerNorm, max or avg);
 attention can be global or restricted to mask-unit windows; MViTv2's decomposed relative
 positions enter ``scaled_dot_product_attention`` as an additive bias; residual pooling adds
-the pooled q to the output (not to the cls token, as in the original MViTv2).
+the pooled q to the output (not to the cls token, as in the original MViTv2; timm adds it to
+the cls token too, which ``residual_pooling_cls`` reproduces).
 """
 
 from __future__ import annotations
@@ -142,6 +143,7 @@ class MultiScaleAttention(nn.Module):
         kv_window: tuple[int, ...] | None = None,
         rel_pos_size: tuple[int, ...] | None = None,
         residual_pooling: bool = False,
+        residual_pooling_cls: bool = False,
         has_cls: bool = False,
         qkv_bias: bool = True,
         norm_eps: float = 1e-6,
@@ -153,6 +155,7 @@ class MultiScaleAttention(nn.Module):
         self.in_grid, self.q_grid, self.kv_grid = in_grid, q_grid, kv_grid
         self.q_window, self.kv_window = q_window, kv_window
         self.residual_pooling = residual_pooling
+        self.residual_pooling_cls = residual_pooling_cls
         self.has_cls = has_cls
         self.qkv = nn.Linear(dim, 3 * attn_dim, bias=qkv_bias)
         self.proj = nn.Linear(attn_dim, attn_dim)
@@ -208,7 +211,7 @@ class MultiScaleAttention(nn.Module):
                 bias = F.pad(bias, (1, 0, 1, 0))  # the cls row and column get no bias
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         if self.residual_pooling:
-            if self.has_cls:
+            if self.has_cls and not self.residual_pooling_cls:
                 out = torch.cat((out[:, :, :1], out[:, :, 1:] + q[:, :, 1:]), dim=2)
             else:
                 out = out + q

@@ -69,6 +69,7 @@ class MultiscaleViT(nn.Module):
         self.blocks = nn.ModuleList(
             MultiScaleBlock(spec, image=cfg.is_image, pool_mode=cfg.pool_mode,
                             has_cls=cfg.cls_token, residual_pooling=cfg.residual_pooling,
+                            residual_pooling_cls=cfg.residual_pooling_cls,
                             qkv_bias=cfg.qkv_bias, norm_eps=cfg.norm_eps)
             for spec in specs
         )

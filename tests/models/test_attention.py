@@ -85,6 +85,12 @@ def test_residual_pooling_skips_the_cls_token():
     a, b = with_res(x), without(x)
     torch.testing.assert_close(a[:, 0], b[:, 0])  # the cls output is untouched
     assert not torch.allclose(a[:, 1:], b[:, 1:])
+    timm_style = MultiScaleAttention(8, 8, 2, residual_pooling=True, residual_pooling_cls=True,
+                                     **kw)
+    timm_style.load_state_dict(with_res.state_dict())
+    c = timm_style(x)
+    assert not torch.allclose(c[:, 0], a[:, 0])
+    torch.testing.assert_close(c[:, 1:], a[:, 1:])
 
 
 def test_avg_pool_counts_padding_and_accepts_grids_smaller_than_the_kernel():
