@@ -91,6 +91,43 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_profile(args: argparse.Namespace) -> int:
+    from mvit_lab.measure import count_flops, measure_throughput
+
+    cfg = load_arch(args.arch, parse_overrides(args.set))
+    flops = count_flops(cfg, batch_size=1)
+    model = build_model(cfg)
+    speed = measure_throughput(model, batch_size=args.batch, device=args.device,
+                               dtype=args.dtype, mode=args.mode, compile=args.compile,
+                               iters=args.iters, repeats=args.repeats,
+                               peak_tflops_override=args.peak_tflops)
+    if args.json:
+        print(json.dumps(dict(config=cfg.to_dict(), flops=flops.to_dict(),
+                              speed=speed.to_dict())))
+        return 0
+    print(f"params: {flops.params:,}")
+    print(f"GFLOPs: {flops.gflops:.3f} per {'image' if cfg.is_image else 'clip'} "
+          f"(multiply-adds; norms, pooling and elementwise: {flops.other_gflops:.3f} more)")
+    total = flops.gflops or 1.0
+    rows = [[k, f"{v:.3f}", f"{100 * v / total:.1f}%"] for k, v in flops.by_stage.items()]
+    print(_table(rows, ["stage", "GFLOPs", "share"]))
+    rows = [[k, f"{v:.3f}", f"{100 * v / total:.1f}%"] for k, v in flops.by_module.items()]
+    print(_table(rows, ["module", "GFLOPs", "share"]))
+    if flops.skipped:
+        print(f"not counted: {flops.skipped}")
+    unit = "images" if cfg.is_image else "clips"
+    print(f"\n{speed.mode} on {speed.device_name}, {speed.dtype}, batch {speed.batch_size}"
+          f"{', compiled' if speed.compiled else ''}:")
+    print(f"throughput: {speed.items_per_s:.2f} {unit}/s (spread {100 * speed.spread:.1f}% over "
+          f"{speed.repeats} x {speed.iters} iterations)")
+    print(f"latency: {speed.latency_ms:.1f} ms per batch")
+    print(f"memory: {speed.peak_memory_mb:.0f} MiB ({speed.memory_kind})")
+    if speed.mfu is not None:
+        print(f"MFU: {100 * speed.mfu:.1f}% ({speed.achieved_tflops:.3f} of "
+              f"{speed.peak_tflops:.2f} TFLOP/s, peak from {speed.peak_source})")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mvit-lab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -106,6 +143,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--save", metavar="PATH", help="write the resolved config as JSON")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_build)
+    p = sub.add_parser("profile", help="params, GFLOPs by stage, throughput, latency, memory, MFU")
+    p.add_argument("arch", help="a preset name or an architecture YAML file")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a knob")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                   help="float32, or bfloat16 / float16 autocast on CUDA")
+    p.add_argument("--batch", type=int, default=1, help="batch size (default: 1)")
+    p.add_argument("--mode", default="infer", choices=["infer", "train"])
+    p.add_argument("--compile", action="store_true", help="torch.compile the model first")
+    p.add_argument("--iters", type=int, default=5, help="iterations per timed block")
+    p.add_argument("--repeats", type=int, default=3, help="timed blocks")
+    p.add_argument("--peak-tflops", type=float, default=None,
+                   help="the device's peak TFLOP/s for MFU (default: datasheet or measured)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_profile)
     return parser
 
 
