@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["device_name", "matmul_tflops", "peak_tflops", "ProcessPeakMemory"]
+__all__ = ["ProcessPeakMemory", "device_name", "matmul_tflops", "peak_tflops"]
 
 # Dense peak tensor-core TFLOP/s (vendor datasheets), by a substring of the device name; the
 # longest matching key wins. float32 on NVIDIA is the non-tensor-core figure.

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -160,7 +161,7 @@ class _Counter(TorchDispatchMode):
         self.other: dict[tuple[str, str], int] = defaultdict(int)
         self.skipped: dict[str, int] = defaultdict(int)
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         name = func.overloadpacket.__name__
         if func in _MACS:
@@ -172,13 +173,22 @@ class _Counter(TorchDispatchMode):
         return out
 
 
+_KINDS = [  # (module path pattern, breakdown category); the first match wins
+    (r"^patch_embed\b", "patch_embed"),
+    (r"^(norm|head)\b", "head"),
+    (r"\.attn\.qkv$", "qkv"),
+    (r"\.attn\.proj$", "attn_proj"),
+    (r"\.attn\.pool_[qkv]\b", "pooling"),
+    (r"\.attn$", "attention"),  # the attention core: q @ k, rel-pos bias, attn @ v
+    (r"\.mlp\.", "mlp"),
+    (r"^blocks\.\d+\.proj$", "skip_proj"),
+]
+
+
 def _module_kind(path: str) -> str:
-    """The breakdown category of a leaf module of the generator."""
-    for part, kind in ((".attn.qkv", "qkv"), (".attn.proj", "attn_proj"),
-                       (".attn.pool_", "pooling"), (".mlp.", "mlp"), (".attn", "attention"),
-                       (".proj", "skip_proj"), ("patch_embed", "patch_embed"),
-                       ("head", "head"), ("norm", "norm")):
-        if part in path:
+    """The breakdown category of a module of the generator, from its path."""
+    for pattern, kind in _KINDS:
+        if re.search(pattern, path):
             return kind
     return "other"
 
@@ -227,7 +237,7 @@ def count_flops(cfg_or_model: ArchConfig | str | nn.Module, batch_size: int = 1,
         counter.scope.pop()
 
     for path, module in model.named_modules():
-        if not path or next(module.children(), None) is not None and path != "head":
+        if not path or (next(module.children(), None) is not None and path != "head"):
             continue  # leaves only (and the head as a whole)
         if path.startswith("blocks."):
             label = f"stage{stage_of[int(path.split('.')[1])]}|{path}"
@@ -325,7 +335,7 @@ def _count_fvcore(model: MultiscaleViT, cfg: ArchConfig, batch_size: int) -> Flo
     by_op_module = analysis.by_module_and_operator()
     for path, ops in by_op_module.items():
         children = [p for p in by_module if p.startswith(path + ".") and p != path]
-        if path == "" or children and not path.endswith(".attn"):
+        if path == "" or (children and not path.endswith(".attn")):
             continue
         if path.startswith("blocks."):
             scope = f"stage{stage_of[int(path.split('.')[1])]}|{path}"

@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from mvit_lab import build_model
+from mvit_lab.cli import main
+from mvit_lab.measure import measure_throughput
+from mvit_lab.measure._devices import ProcessPeakMemory, peak_tflops
+
+TINY = dict(input_size=(1, 32, 32), embed_dim=16, num_classes=5)
+
+
+def test_cpu_inference_report():
+    model = build_model("hiera_t", **TINY)
+    r = measure_throughput(model, batch_size=2, iters=2, repeats=3, peak_tflops_override=1.0)
+    assert r.device == "cpu" and r.mode == "infer" and r.dtype == "float32"
+    assert r.items_per_s > 0 and r.latency_ms > 0 and r.spread >= 0
+    assert r.items_per_s == pytest.approx(2 / (r.latency_ms / 1e3))
+    assert r.peak_memory_mb > 0 and "RSS" in r.memory_kind
+    # MFU = 2 * multiply-adds per item * items/s / peak
+    assert r.mfu == pytest.approx(2 * r.gflops_per_item * 1e9 * r.items_per_s / 1e12)
+    assert r.peak_source == "given"
+
+
+def test_cpu_training_step_clears_gradients_and_counts_backward():
+    model = build_model("mvitv2_t", **TINY)
+    r = measure_throughput(model, batch_size=2, mode="train", iters=1, repeats=2,
+                           peak_tflops_override=1.0)
+    assert r.mode == "train" and model.training
+    assert all(p.grad is None for p in model.parameters())
+    assert r.achieved_tflops == pytest.approx(3 * 2 * r.gflops_per_item * r.items_per_s / 1e3)
+
+
+def test_any_module_with_an_input_shape():
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    r = measure_throughput(model, (3, 2, 2), batch_size=4, iters=2, repeats=2)
+    assert r.gflops_per_item is None and r.mfu is None and r.items_per_s > 0
+    with pytest.raises(ValueError, match="^input_shape: required"):
+        measure_throughput(model)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    (dict(dtype="bfloat16"), "^dtype: CPU measurements run in float32"),
+    (dict(dtype="int8"), "^dtype: must be one of"),
+    (dict(mode="eval"), "^mode: must be one of"),
+    (dict(batch_size=0), "^batch_size: "),
+    (dict(device="tpu"), "^device: "),
+])
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        measure_throughput(build_model("hiera_t", **TINY), **kwargs)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without a GPU")
+def test_cuda_without_a_gpu_is_a_clear_error():
+    with pytest.raises(ValueError, match="no CUDA device is available"):
+        measure_throughput(build_model("hiera_t", **TINY), device="cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_bf16_report():
+    r = measure_throughput(build_model("hiera_t", **TINY), batch_size=4, device="cuda",
+                           dtype="bfloat16", iters=3, repeats=2)
+    assert r.memory_kind == "cuda allocator peak" and r.peak_memory_mb > 0 and r.mfu > 0
+
+
+def test_peak_table_by_device_name():
+    assert peak_tflops("NVIDIA H100 80GB HBM3", "bfloat16") == 989.4
+    assert peak_tflops("NVIDIA H100 PCIe", "bfloat16") == 756.5
+    assert peak_tflops("NVIDIA H200", "float16") == 989.4
+    assert peak_tflops("NVIDIA A100-SXM4-40GB", "float32") == 19.5
+    assert peak_tflops("AMD EPYC", "float32") is None
+
+
+def test_process_peak_memory_sees_an_allocation():
+    with ProcessPeakMemory() as baseline:
+        pass
+    with ProcessPeakMemory() as mem:
+        block = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
+        del block
+    if mem.exact:
+        assert mem.peak_bytes - baseline.peak_bytes > 48 * 2**20
+
+
+def test_profile_cli_json(capsys):
+    assert main(["profile", "hiera_t", "--set", "input_size=[1,32,32]", "--set", "embed_dim=16",
+                 "--iters", "1", "--repeats", "2", "--json", "--peak-tflops", "1"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["flops"]["skipped"] == {} and out["speed"]["mfu"] > 0
+    assert set(out["flops"]["by_stage"]) == {"stem", "stage0", "stage1", "stage2", "stage3",
+                                             "head"}
+
+
+def test_profile_cli_table(capsys):
+    assert main(["profile", "mvitv2_t", "--set", "input_size=[1,32,32]", "--iters", "1",
+                 "--repeats", "2", "--batch", "2"]) == 0
+    out = capsys.readouterr().out
+    for text in ("params: ", "GFLOPs: ", "stage0", "qkv", "throughput: ", "latency: ",
+                 "memory: ", "MFU: "):
+        assert text in out
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["profile", "mvitv2_t", "--set", "foo=1"], "foo: not an ArchConfig field"),
+    (["profile", "mvitv2_t", "--set", "depths=x"], "depths: must be a non-empty list"),
+    (["profile", "mvitv2_t", "--device", "cuda:0"] if not torch.cuda.is_available() else
+     ["profile", "mvitv2_t", "--device", "tpu"], "device: "),
+])
+def test_profile_cli_errors_are_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mvit-lab: error: ") and message in err and err.count("\n") == 1
