@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import math
 import time
 
@@ -31,7 +32,8 @@ def test_every_preset_counts_everything(name):
     assert report.skipped == {}, "an op the model runs went uncounted"
     assert sum(report.by_stage.values()) == pytest.approx(report.gflops, rel=1e-9)
     assert sum(report.by_module.values()) == pytest.approx(report.gflops, rel=1e-9)
-    assert list(report.by_stage)[0] == "stem" and list(report.by_stage)[-1] == "head"
+    stages = list(report.by_stage)
+    assert stages[0] == "stem" and stages[-1] == "head"
     assert report.params == count_params(name)
 
 
@@ -58,7 +60,7 @@ def test_ladder_costs_fall_towards_hiera():
     costs = [count_flops(cfg).gflops for _, cfg in hiera_ladder()]
     assert costs[0] == pytest.approx(43.711, rel=0.01) and costs[-1] == pytest.approx(40.271,
                                                                                     rel=0.01)
-    assert all(b <= a + 1e-9 for a, b in zip(costs[1:], costs[2:]))
+    assert all(b <= a + 1e-9 for a, b in itertools.pairwise(costs))
 
 
 @pytest.mark.parametrize("cfg", [
