@@ -128,6 +128,40 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from mvit_lab.experiment import load_experiment
+    from mvit_lab.train import train
+
+    exp = load_experiment(args.experiment, args.set)
+    out = args.out or f"runs/{exp.name}"
+    video = exp.data.is_video
+    columns = ["epoch", "train_loss", "val_loss", "val_top1", "val_top5"] + (
+        ["val_top1_shuffled"] if video else []) + ["lr", "epoch_seconds"]
+    widths = [max(len(c), 9) for c in columns]
+    print("  ".join(c.rjust(w) for c, w in zip(columns, widths)), flush=True)
+
+    def show(m: dict) -> None:
+        cells = [f"{m[c]:.4g}" if isinstance(m[c], float) else str(m[c]) for c in columns]
+        print("  ".join(c.rjust(w) for c, w in zip(cells, widths)), flush=True)
+
+    result = train(exp, out, resume=args.resume, callback=show)
+    final = result.final
+    for report in result.data_reports:
+        skipped = sum(len(v) for v in report["skipped"].values())
+        print(f"data {report['split']}: {report['usable']} of {report['total']} samples"
+              + (f", {skipped} skipped: {report['skipped']}" if skipped else ""))
+    summary = (f"{exp.name}: val top-1 {final['val_top1']:.2f}%, top-5 {final['val_top5']:.2f}%"
+               + (f", shuffled frames top-1 {final['val_top1_shuffled']:.2f}%" if video else "")
+               + f" after {final['epochs']} epochs, {final['train_seconds']:.0f} s on "
+               f"{final['device']}, {final['params']:,} params; run in {out}")
+    print(summary)
+    if args.json:
+        keys = ["val_top1", "val_top5", "val_loss", "train_loss", "epochs", "train_seconds",
+                "params", "device"] + (["val_top1_shuffled"] if video else [])
+        print(json.dumps({k: final[k] for k in keys} | {"out_dir": out}))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mvit-lab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -158,6 +192,15 @@ def _parser() -> argparse.ArgumentParser:
                    help="the device's peak TFLOP/s for MFU (default: datasheet or measured)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_profile)
+    p = sub.add_parser("train", help="train one architecture from an experiment file")
+    p.add_argument("experiment", help="an experiment YAML file (data, model, train)")
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                   help="override a key, e.g. --set train.epochs=5 (repeatable)")
+    p.add_argument("--out", help="run folder (default: runs/<experiment name>)")
+    p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
+    p.add_argument("--json", action="store_true",
+                   help="print the final metrics as one JSON object on the last line")
+    p.set_defaults(func=cmd_train)
     return parser
 
 

@@ -34,6 +34,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mvit_lab._validate import (
+    _as_bool,
+    _as_choice,
+    _as_float,
+    _as_int,
+    _as_triple,
+    _fail,
+)
+
 __all__ = ["ArchConfig", "BlockSpec", "expand_blocks", "pool_padding", "resolve_kernel"]
 
 Triple = tuple[int, int, int]
@@ -44,51 +53,6 @@ POOL_MODES = ("conv", "max", "avg", "none")
 KERNEL_RULES = ("stride", "stride+1")
 HEAD_POOLS = ("mean", "cls")
 HEAD_NORMS = ("before", "after")
-
-
-def _fail(name: str, rule: str) -> ValueError:
-    return ValueError(f"{name}: {rule}")
-
-
-def _as_int(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(name, f"must be an integer, got {value!r}")
-    if value < minimum:
-        raise _fail(name, f"must be >= {minimum}, got {value}")
-    return value
-
-
-def _as_float(name: str, value: Any, low: float, high: float | None = None,
-              low_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _fail(name, f"must be a number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise _fail(name, f"must be finite, got {value}")
-    if value < low or (low_open and value == low):
-        raise _fail(name, f"must be {'>' if low_open else '>='} {low}, got {value}")
-    if high is not None and value >= high:
-        raise _fail(name, f"must be < {high}, got {value}")
-    return value
-
-
-def _as_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise _fail(name, f"must be true or false, got {value!r}")
-    return value
-
-
-def _as_choice(name: str, value: Any, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise _fail(name, f"must be one of {', '.join(map(repr, choices))}; got {value!r}")
-    return value
-
-
-def _as_triple(name: str, value: Any, minimum: int = 1) -> Triple:
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 3:
-        raise _fail(name, f"must be a (T, H, W) triple of integers (T = 1 for images), "
-                          f"got {value!r}")
-    return tuple(_as_int(f"{name}[{i}]", v, minimum) for i, v in enumerate(value))  # type: ignore[return-value]
 
 
 def resolve_kernel(kernel: Triple | str, stride: Triple) -> Triple:
@@ -229,13 +193,16 @@ class ArchConfig:
         if self.mask_unit_size is not None:
             set_("mask_unit_size", _as_triple("mask_unit_size", self.mask_unit_size))
         mu_attn = self.mask_unit_attn
-        if mu_attn is None:
-            mu_attn = (False,) * len(self.depths)
-        if isinstance(mu_attn, (str, bytes)) or not isinstance(mu_attn, Sequence):
-            raise _fail("mask_unit_attn",
-                        f"must be a list of booleans, one per stage, got {mu_attn!r}")
-        set_("mask_unit_attn",
-             tuple(_as_bool(f"mask_unit_attn[{i}]", v) for i, v in enumerate(mu_attn)))
+        if mu_attn is not None:
+            if isinstance(mu_attn, (str, bytes)) or not isinstance(mu_attn, Sequence):
+                raise _fail("mask_unit_attn",
+                            f"must be a list of booleans, one per stage, got {mu_attn!r}")
+            mu_attn = tuple(_as_bool(f"mask_unit_attn[{i}]", v) for i, v in enumerate(mu_attn))
+            if len(mu_attn) != len(self.depths):
+                raise _fail("mask_unit_attn", f"has {len(mu_attn)} entries but depths has "
+                                              f"{len(self.depths)} stages")
+            # canonical form: None when no stage uses it, so changing depths stays easy
+            set_("mask_unit_attn", mu_attn if any(mu_attn) else None)
         set_("drop_path_rate", _as_float("drop_path_rate", self.drop_path_rate, 0.0, 1.0))
         set_("head_dropout", _as_float("head_dropout", self.head_dropout, 0.0, 1.0))
         set_("norm_eps", _as_float("norm_eps", self.norm_eps, 0.0, low_open=True))
@@ -247,9 +214,6 @@ class ArchConfig:
     # -- rules that tie fields together -------------------------------------------------------
     def _check_combinations(self) -> None:
         n_stages = len(self.depths)
-        if len(self.mask_unit_attn) != n_stages:
-            raise _fail("mask_unit_attn", f"has {len(self.mask_unit_attn)} entries but depths "
-                                          f"has {n_stages} stages")
         if self.q_pool is not None and self.q_pool > n_stages - 1:
             raise _fail("q_pool", f"is {self.q_pool} but {n_stages} stages have only "
                                   f"{n_stages - 1} transitions")
@@ -278,7 +242,7 @@ class ArchConfig:
                             "pool_mode 'none' cannot pool k and v; set kv_stride: null")
             if self.q_pool_every_block:
                 raise _fail("q_pool_every_block", "pool_mode 'none' cannot pool q; set it false")
-        if any(self.mask_unit_attn):
+        if self.mask_unit_attn is not None:
             if self.mask_unit_size is None:
                 raise _fail("mask_unit_size",
                             "is required when any stage uses mask-unit attention")
@@ -319,6 +283,11 @@ class ArchConfig:
         for _ in range(1, self.num_stages):
             heads.append(int(heads[-1] * self.head_mul))
         return tuple(heads)
+
+    @property
+    def stage_mask_unit_attn(self) -> tuple[bool, ...]:
+        """Per stage: does it use mask-unit attention (``mask_unit_attn``, None = none)?"""
+        return self.mask_unit_attn or (False,) * self.num_stages
 
     @property
     def num_features(self) -> int:
@@ -411,7 +380,7 @@ def expand_blocks(cfg: ArchConfig) -> tuple[BlockSpec, ...]:
             if skip_kernel is not None:
                 _check_pool("q_stride", "skip_pool_kernel", grid, skip_kernel, q_stride, where)
             # like Hiera, a stage's first block keeps the previous stage's kind of attention
-            mu_attn = cfg.mask_unit_attn[stage - 1 if first and stage > 0 else stage]
+            mu_attn = cfg.stage_mask_unit_attn[stage - 1 if first and stage > 0 else stage]
             out_stride = tuple(c * s for c, s in zip(cum_stride, q_stride))
             q_window = kv_window = None
             if mu_attn:

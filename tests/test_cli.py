@@ -51,7 +51,7 @@ def test_build_example_architecture_file(capsys):
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["build", "mvitv2_t", "--set", "pool_mode=maxx"], "pool_mode: must be one of"),
-    (["build", "mvitv2_t", "--set", "depths=[1,2]"], "mask_unit_attn"),
+    (["build", "hiera_t", "--set", "depths=[1,2]"], "mask_unit_attn: has 4 entries"),
     (["build", "mvitv2_t", "--set", "foo=1"], "foo: not an ArchConfig field"),
     (["build", "mvitv2_t", "--set", "embed_dim"], "expected key=value"),
     (["build", "mvitv2_t", "--set", "embed_dim=[1"], "embed_dim: cannot parse value"),

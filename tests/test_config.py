@@ -21,7 +21,10 @@ def test_issue_knob_names_exist():
 def test_config_is_frozen_and_normalised():
     cfg = ArchConfig(depths=[1, 2], input_size=[1, 32, 32], q_stride=[1, 2, 2])
     assert cfg.depths == (1, 2) and cfg.input_size == (1, 32, 32)
-    assert cfg.mask_unit_attn == (False, False)
+    assert cfg.mask_unit_attn is None and cfg.stage_mask_unit_attn == (False, False)
+    # all-False is stored as None, so a preset without mask units takes other depths
+    assert ArchConfig(depths=(1, 1), mask_unit_attn=[False, False]) == ArchConfig(depths=(1, 1))
+    assert get_config("mvitv2_t", depths=(1, 1, 2)).num_stages == 3
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.depths = (1,)  # type: ignore[misc]
     assert hash(cfg) == hash(ArchConfig(depths=(1, 2), input_size=(1, 32, 32)))

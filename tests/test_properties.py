@@ -100,7 +100,7 @@ def _check_one(knobs: dict, seen: Counter) -> None:
     assert logits.shape == (2, cfg.num_classes)
     assert torch.isfinite(logits).all()
     seen["valid"] += 1
-    seen["mask_unit"] += any(cfg.mask_unit_attn)
+    seen["mask_unit"] += cfg.mask_unit_attn is not None
     seen["rel_pos"] += cfg.rel_pos != "none"
     seen["video"] += not cfg.is_image
 

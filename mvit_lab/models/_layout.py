@@ -74,3 +74,22 @@ def heads_merge(x: torch.Tensor) -> torch.Tensor:
     b, h, n, d = x.shape
     return x.transpose(1, 2).reshape(b, n, h * d)
 
+
+
+def pool_tokens(x: torch.Tensor, grid: tuple[int, ...], stride: tuple[int, ...],
+                mode: str) -> torch.Tensor:
+    """Non-overlapping max / mean pooling (kernel == stride) of tokens ``[..., L, C]``.
+
+    Done in token layout as a reshape and a reduction, the way Hiera pools: no transpose to
+    channels-first and no argmax indices::
+
+        [..., n1*s1 * n2*s2 (* n3*s3), C] -> [..., n1, s1, n2, s2, (n3, s3), C] -> [..., L', C]
+    """
+    lead = x.shape[:-2]
+    split = [v for g, s in zip(grid, stride) for v in (g // s, s)]
+    x = x.reshape(*lead, *split, x.shape[-1])
+    # one axis at a time: a reduction over several non-adjacent dims is ~20x slower on CPU
+    for i in range(len(grid)):
+        dim = len(lead) + 1 + i  # earlier reductions removed one dim each
+        x = x.amax(dim=dim) if mode == "max" else x.mean(dim=dim)
+    return x.reshape(*lead, -1, x.shape[-1])

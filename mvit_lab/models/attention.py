@@ -19,6 +19,7 @@ from mvit_lab.config import pool_padding
 from mvit_lab.models._layout import (
     from_grid,
     heads_merge,
+    pool_tokens,
     to_grid,
     window_merge,
     window_partition,
@@ -66,10 +67,13 @@ class Pool(nn.Module):
         cls = None
         if has_cls:
             cls, x = x[:, :, :1], x[:, :, 1:]
-        g = to_grid(x, grid)  # [B * heads, hd, *grid]
-        g = self.conv(g) if self.conv is not None else pool_grid(
-            g, self.mode, self.kernel, self.stride, self.padding)
-        x, _ = from_grid(g, x.shape[0])  # [B, heads, L', hd]
+        if self.conv is None and self.kernel == self.stride:
+            x = pool_tokens(x, grid, self.stride, self.mode)  # [B, heads, L', hd]
+        else:
+            g = to_grid(x, grid)  # [B * heads, hd, *grid]
+            g = self.conv(g) if self.conv is not None else pool_grid(
+                g, self.mode, self.kernel, self.stride, self.padding)
+            x, _ = from_grid(g, x.shape[0])  # [B, heads, L', hd]
         if cls is not None:
             x = torch.cat((cls, x), dim=2)
         if self.norm is not None:
@@ -165,6 +169,10 @@ class MultiScaleAttention(nn.Module):
         if kv_kernel is not None:
             self.pool_k = Pool(pool_mode, self.head_dim, kv_kernel, kv_stride, norm_eps)
             self.pool_v = Pool(pool_mode, self.head_dim, kv_kernel, kv_stride, norm_eps)
+        # windows can be cut before the projection when no pooling reaches across them
+        self._windows_first = (
+            q_window is not None and self.pool_k is None and not has_cls
+            and (self.pool_q is None or (self.pool_q.conv is None and q_kernel == q_stride)))
         self.rel_pos_h = self.rel_pos_w = self.rel_pos_t = None
         self._rel_axes: list[str | None] = []
         if rel_pos_size is not None:
@@ -188,9 +196,11 @@ class MultiScaleAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
+        if self._windows_first:
+            return self._forward_windows_first(x)
         # [B, N, 3 * attn_dim] -> [3, B, heads, N, hd]
-        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         if self.pool_q is not None:
             q = self.pool_q(q, self.in_grid, self.has_cls)  # [B, heads, (1 +) Lq, hd]
         if self.pool_k is not None:
@@ -198,11 +208,34 @@ class MultiScaleAttention(nn.Module):
             v = self.pool_v(v, self.in_grid, self.has_cls)
         q_span, k_span = self.q_grid, self.kv_grid
         if self.q_window is not None:
-            # [B * windows, heads, tokens per window, hd]; validation rules out a cls token here
+            # [B * windows, heads, tokens per window, hd]; no cls token here (validation).
+            # Three plain copies: one rank-10 permute of the whole qkv measured 5x slower.
             q = window_partition(q, self.q_grid, self.q_window)
             k = window_partition(k, self.kv_grid, self.kv_window)
             v = window_partition(v, self.kv_grid, self.kv_window)
             q_span, k_span = self.q_window, self.kv_window
+        return self._attend(q, k, v, q_span, k_span, b)
+
+    def _forward_windows_first(self, x: torch.Tensor) -> torch.Tensor:
+        """Mask-unit attention where nothing pools across windows (Hiera's case): the input
+        tokens go to windows once ([B, L, C] -> [B * windows, tokens per window, C], one copy
+        of the block input instead of three of q, k and v) and q is pooled inside each window
+        (windows align with the stride)."""
+        b = x.shape[0]
+        window = self.kv_window  # k and v are not pooled: the input window
+        xw = window_partition(x.unsqueeze(1), self.in_grid, window).squeeze(1)
+        bw, lw, _ = xw.shape
+        # [B * windows, Lw, 3 * attn_dim] -> [3, B * windows, heads, Lw, hd]
+        qkv = self.qkv(xw).reshape(bw, lw, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        if self.pool_q is not None:
+            q = pool_tokens(q, window, self.pool_q.stride, self.pool_q.mode)
+        return self._attend(q, k, v, self.q_window, window, b)
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                q_span: tuple[int, ...], k_span: tuple[int, ...], b: int) -> torch.Tensor:
+        """Attention of ``[B', heads, Lq, hd]`` queries, residual pooling, heads merged back
+        to ``[B, (1 +) Lq, attn_dim]`` tokens, output projection."""
         bias = None
         if self._rel_axes:
             bias = rel_pos_bias(q[:, :, 1:] if self.has_cls else q, q_span, k_span,

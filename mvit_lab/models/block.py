@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from mvit_lab.config import BlockSpec, pool_padding
-from mvit_lab.models._layout import from_grid, to_grid
+from mvit_lab.models._layout import from_grid, pool_tokens, to_grid
 from mvit_lab.models.attention import MultiScaleAttention, pool_grid
 
 __all__ = ["DropPath", "Mlp", "MultiScaleBlock"]
@@ -86,9 +86,13 @@ class MultiScaleBlock(nn.Module):
         cls = None
         if self.has_cls:
             cls, x = x[:, :1], x[:, 1:]
-        # [B, L, C] -> [B, 1, L, C] -> [B, C, *grid] -> pooled -> [B, L', C]
-        g = pool_grid(to_grid(x.unsqueeze(1), self.in_grid), "max", *self.skip_pool)
-        x = from_grid(g, x.shape[0])[0].squeeze(1)
+        kernel, stride, padding = self.skip_pool
+        if kernel == stride:
+            x = pool_tokens(x, self.in_grid, stride, "max")  # [B, L', C]
+        else:
+            # [B, L, C] -> [B, 1, L, C] -> [B, C, *grid] -> pooled -> [B, L', C]
+            g = pool_grid(to_grid(x.unsqueeze(1), self.in_grid), "max", kernel, stride, padding)
+            x = from_grid(g, x.shape[0])[0].squeeze(1)
         return x if cls is None else torch.cat((cls, x), dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,7 @@ import torch
 from mvit_lab.models._layout import (
     from_grid,
     heads_merge,
+    pool_tokens,
     to_grid,
     window_merge,
     window_partition,
@@ -42,3 +43,13 @@ def test_grid_round_trip():
     assert torch.equal(g[0, :, 1, 2], x[0, 0, 1 * 6 + 2])
     back, grid = from_grid(g, 2)
     assert grid == (4, 6) and torch.equal(back, x)
+
+
+@pytest.mark.parametrize("mode", ["max", "avg"])
+@pytest.mark.parametrize(("grid", "stride"), [((4, 6), (2, 3)), ((2, 4, 4), (1, 2, 2))])
+def test_pool_tokens_equals_channels_first_pooling(mode, grid, stride):
+    from mvit_lab.models.attention import pool_grid
+
+    x = torch.randn(2, 3, torch.tensor(grid).prod().item(), 5)
+    want, _ = from_grid(pool_grid(to_grid(x, grid), mode, stride, stride, (0,) * len(grid)), 2)
+    torch.testing.assert_close(pool_tokens(x, grid, stride, mode), want)

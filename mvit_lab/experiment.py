@@ -1,0 +1,231 @@
+"""Experiment files: data, model and training recipe in one YAML, every key checked.
+
+::
+
+    name: digits-mvitv2
+    data:  {dataset: digits}
+    model: {preset: mvitv2_t, input_size: [1, 32, 32], depths: [1, 1, 2, 1], ...}
+    train: {epochs: 30, batch_size: 64, lr: 0.002}
+
+``--set section.key=value`` overrides any key (``train.epochs=5``, ``model.pool_mode=max``).
+An unknown section or key, a value of the wrong type, or a model the config rejects is a
+``ValueError`` naming the dotted key. Sizes come from the model: the data is decoded and resized
+to ``model.input_size``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mvit_lab._validate import _as_bool, _as_choice, _as_float, _as_int, _fail
+from mvit_lab.config import ArchConfig, knob_names
+from mvit_lab.configfile import safe_load
+from mvit_lab.presets import get_config
+
+__all__ = ["DataConfig", "Experiment", "TrainConfig", "apply_overrides", "load_experiment"]
+
+DATASETS = ("digits", "moving_digits", "image_folder", "video_list")
+VIDEO_DATASETS = ("moving_digits", "video_list")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "digits"
+    root: str | None = None  # image_folder: the root (with train/ and val/, or split); cache
+    train_csv: str | None = None  # video_list
+    val_csv: str | None = None
+    classes: tuple[str, ...] | None = None  # default: sorted labels found
+    stride: int = 1  # frames between sampled frames (tau)
+    eval_clips: int = 1  # evenly spaced clips averaged per video at evaluation
+    val_fraction: float = 0.2  # digits, and image folders without train/ and val/
+    num_train: int = 1000  # moving_digits
+    num_val: int = 300
+    frames: int = 16  # moving_digits: frames written per video
+    probe: bool = True  # decode every file once up front (finds truncated files)
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        _as_choice("data.dataset", self.dataset, DATASETS)
+        for name in ("stride", "eval_clips", "num_train", "num_val", "frames"):
+            _as_int(f"data.{name}", getattr(self, name))
+        _as_int("data.num_workers", self.num_workers, minimum=0)
+        _as_float("data.val_fraction", self.val_fraction, 0.0, 1.0, low_open=True)
+        _as_bool("data.probe", self.probe)
+        for name in ("root", "train_csv", "val_csv"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise _fail(f"data.{name}", f"must be a path, got {value!r}")
+        if self.classes is not None:
+            if isinstance(self.classes, str) or not all(isinstance(c, str) for c in self.classes):
+                raise _fail("data.classes", "must be a list of class names")
+            object.__setattr__(self, "classes", tuple(self.classes))
+        if self.dataset == "image_folder" and not self.root:
+            raise _fail("data.root", "image_folder needs the dataset's root folder")
+        if self.dataset == "video_list" and not (self.train_csv and self.val_csv):
+            raise _fail("data.train_csv", "video_list needs train_csv and val_csv")
+
+    @property
+    def is_video(self) -> bool:
+        return self.dataset in VIDEO_DATASETS
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 64
+    eval_batch_size: int | None = None  # default: 2 * batch_size
+    lr: float = 1e-3
+    min_lr: float = 1e-5
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    clip_grad: float | None = 1.0
+    seed: int = 0
+    device: str = "auto"  # auto: cuda when available
+    amp: str = "bfloat16"  # autocast dtype on CUDA; the CPU trains in float32
+    threads: int | None = None  # torch CPU threads (default: torch's)
+
+    def __post_init__(self) -> None:
+        _as_int("train.epochs", self.epochs)
+        _as_int("train.batch_size", self.batch_size)
+        if self.eval_batch_size is not None:
+            _as_int("train.eval_batch_size", self.eval_batch_size)
+        if self.threads is not None:
+            _as_int("train.threads", self.threads)
+        _as_float("train.lr", self.lr, 0.0, low_open=True)
+        _as_float("train.min_lr", self.min_lr, 0.0)
+        _as_float("train.weight_decay", self.weight_decay, 0.0)
+        _as_float("train.warmup_epochs", self.warmup_epochs, 0.0)
+        _as_float("train.label_smoothing", self.label_smoothing, 0.0, 1.0)
+        if self.clip_grad is not None:
+            _as_float("train.clip_grad", self.clip_grad, 0.0, low_open=True)
+        _as_int("train.seed", self.seed, minimum=0)
+        _as_choice("train.amp", self.amp, ("bfloat16", "float16", "none"))
+        if not isinstance(self.device, str) or not (
+                self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise _fail("train.device", f"must be auto, cpu, cuda or cuda:N; got {self.device!r}")
+        if self.min_lr > self.lr:
+            raise _fail("train.min_lr", f"{self.min_lr} is above train.lr {self.lr}")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    data: DataConfig
+    model: ArchConfig
+    train: TrainConfig
+    path: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # sections later layers read
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(name=self.name, data=_plain(dataclasses.asdict(self.data)),
+                    model=self.model.to_dict(), train=dataclasses.asdict(self.train),
+                    **copy.deepcopy(self.extra))
+
+
+def _plain(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+SECTIONS = {"data": DataConfig, "train": TrainConfig}
+# sections that other layers (sweeps, ...) own and validate; kept verbatim here
+EXTRA_SECTIONS: set[str] = set()
+
+
+def apply_overrides(tree: dict[str, Any], items: list[str] | None) -> dict[str, Any]:
+    """``["train.epochs=5", "model.pool_mode=max"]`` applied to a nested mapping (a copy)."""
+    tree = copy.deepcopy(tree)
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: expected section.key=value")
+        parts = key.split(".")
+        if len(parts) == 1 and parts[0] != "name":
+            raise ValueError(f"{key}: --set needs section.key (e.g. train.{key} or "
+                             f"model.{key})")
+        try:
+            value = safe_load(text) if text.strip() else text
+        except ValueError as err:
+            raise ValueError(f"{key}: cannot parse value {text!r} in --set: {err}") from None
+        node = tree
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"{key}: {part} is not a section")
+        node[parts[-1]] = value
+    return tree
+
+
+def _build_section(cls: type, name: str, values: Any) -> Any:
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{name}: must be a mapping, got {type(values).__name__}")
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"{name}.{unknown[0]}: unknown key (known: {', '.join(known)})")
+    try:
+        return cls(**values)
+    except TypeError as err:  # e.g. a list where a number belongs, caught by a comparison
+        raise ValueError(f"{name}: {err}") from None
+
+
+def _build_model(values: Any) -> ArchConfig:
+    if not isinstance(values, dict):
+        raise ValueError("model: must be a mapping of a preset and ArchConfig knobs")
+    values = dict(values)
+    preset = values.pop("preset", None)
+    unknown = sorted(set(values) - set(knob_names()))
+    if unknown:
+        raise ValueError(f"model.{unknown[0]}: not an ArchConfig field")
+    try:
+        return get_config(str(preset), **values) if preset else ArchConfig(**values)
+    except ValueError as err:
+        raise ValueError(f"model.{err}") from None
+
+
+def experiment_from_dict(tree: dict[str, Any], path: str | None = None) -> Experiment:
+    if not isinstance(tree, dict):
+        raise ValueError("experiment: expected a mapping with data, model and train sections")
+    allowed = {"name", "model", *SECTIONS, *EXTRA_SECTIONS}
+    unknown = sorted(set(tree) - allowed)
+    if unknown:
+        raise ValueError(f"{unknown[0]}: unknown section (known: {', '.join(sorted(allowed))})")
+    if "model" not in tree:
+        raise ValueError("model: missing (a preset and/or ArchConfig knobs)")
+    name = tree.get("name") or (Path(path).stem if path else "experiment")
+    if not isinstance(name, str):
+        raise ValueError(f"name: must be a string, got {name!r}")
+    data = _build_section(DataConfig, "data", tree.get("data"))
+    train = _build_section(TrainConfig, "train", tree.get("train"))
+    model = _build_model(tree["model"])
+    if data.is_video == model.is_image:
+        kind = "a video" if data.is_video else "an image"
+        raise ValueError(f"model.input_size: {data.dataset} is {kind} dataset but the model's "
+                         f"input_size is {model.input_size} (T {'> 1' if data.is_video else '1'})")
+    if model.in_chans != 3:
+        raise ValueError(f"model.in_chans: the datasets give 3-channel inputs, got "
+                         f"{model.in_chans}")
+    extra = {k: copy.deepcopy(tree[k]) for k in EXTRA_SECTIONS if k in tree}
+    return Experiment(name=name, data=data, model=model, train=train, path=path, extra=extra)
+
+
+def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Experiment:
+    """A validated Experiment from a YAML file, with ``--set`` overrides applied."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such experiment file")
+    try:
+        tree = safe_load(path.read_text())
+    except ValueError as err:
+        raise ValueError(f"{path}: not valid YAML: {err}") from None
+    try:
+        return experiment_from_dict(apply_overrides(tree or {}, overrides), str(path))
+    except ValueError as err:
+        raise ValueError(f"{err} (in {path})") from None
