@@ -162,6 +162,71 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _front_rows(front: list[dict], objectives: list) -> list[list[str]]:
+    def fmt(v: object) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    names = [o.name for o in objectives]
+    extra = [k for k in ("gflops", "params", "throughput") if k not in names]
+    return [[str(r.get("rank", 0)), str(r.get("point")), str(r.get("seed"))]
+            + [fmt(r.get(k)) for k in names + extra] for r in front]
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from mvit_lab.experiment import load_experiment
+    from mvit_lab.search.sweep import parse_sweep, run_sweep
+
+    exp = load_experiment(args.experiment, args.set)
+    sweep = parse_sweep(exp)  # every key checked before Ray starts
+    n = len(sweep.space.points()) * len(sweep.seeds) if sweep.space.mode != "params" else \
+        sweep.samples
+    print(f"sweep {exp.name}: {n} trials ({sweep.algorithm}), objectives "
+          + ", ".join(f"{o.name} {o.sense}" for o in sweep.objectives)
+          + f"; tracking {sweep.tracking_uri}", flush=True)
+    result = run_sweep(exp, resume=args.resume, address=args.address)
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(result["counts"].items()))
+    print(f"trials: {counts}")
+    names = [o.name for o in sweep.objectives]
+    extra = [k for k in ("gflops", "params", "throughput") if k not in names]
+    print(f"Pareto front ({len(result['front'])} trials):")
+    print(_table(_front_rows(result["front"], list(sweep.objectives)),
+                 ["rank", "point", "seed", *names, *extra]))
+    print(f"\nbrowse: mvit-lab pareto {args.experiment}   |   mlflow ui --backend-store-uri "
+          f"{result['tracking_uri']}   (MLflow experiment '{result['mlflow_experiment']}', "
+          f"parent run {result['parent_run_id']})")
+    return 0
+
+
+def cmd_pareto(args: argparse.Namespace) -> int:
+    from mvit_lab.experiment import load_experiment
+    from mvit_lab.search.pareto import front_table, parse_objectives
+    from mvit_lab.search.sweep import _records, parse_sweep
+    from mvit_lab.tracking import runs_dataframe
+
+    exp = load_experiment(args.experiment, args.set)
+    sweep = parse_sweep(exp)
+    objectives = parse_objectives(args.objectives) if args.objectives else sweep.objectives
+    runs = runs_dataframe(sweep.tracking_uri, sweep.mlflow_experiment)
+    if "parent_run_id" in runs:
+        runs = runs[runs["parent_run_id"].notna()]  # trials, not the sweeps' parent runs
+    records = _records(runs, objectives)
+    front = front_table(records, objectives)
+    if args.json:
+        config_cols = [c for c in runs.columns if c.startswith("param.model.")]
+        by_id = runs.set_index("run_id")
+        out = [dict(r, config={c[len("param.model."):]: by_id.loc[r["run_id"], c]
+                               for c in config_cols}) for r in front]
+        print(json.dumps(out, default=str))
+        return 0
+    names = [o.name for o in objectives]
+    extra = [k for k in ("gflops", "params", "throughput") if k not in names]
+    print(f"{len(front)} of {len(records)} trials on the front of "
+          + ", ".join(f"{o.name} {o.sense}" for o in objectives))
+    print(_table(_front_rows(front, list(objectives)), ["rank", "point", "seed", *names,
+                                                         *extra]))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mvit-lab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -201,6 +266,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true",
                    help="print the final metrics as one JSON object on the last line")
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser("sweep", help="run an experiment's search space as Ray Tune trials")
+    p.add_argument("experiment", help="an experiment YAML file with a search section")
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                   help="override a key, e.g. --set budget.samples=4 (repeatable)")
+    p.add_argument("--resume", action="store_true",
+                   help="finish an interrupted sweep: finished trials are not run again")
+    p.add_argument("--address", help="an existing Ray cluster (ray://host:10001 or host:6379)")
+    p.set_defaults(func=cmd_sweep)
+    p = sub.add_parser("pareto", help="print a sweep's Pareto front from MLflow")
+    p.add_argument("experiment", help="the sweep's experiment YAML file")
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
+    p.add_argument("--objectives", nargs="+", metavar="NAME:max|min",
+                   help="other objectives than the experiment's, e.g. val_top1:max gflops:min")
+    p.add_argument("--json", action="store_true", help="one JSON list of the front's trials")
+    p.set_defaults(func=cmd_pareto)
     return parser
 
 

@@ -132,8 +132,9 @@ def _plain(d: dict[str, Any]) -> dict[str, Any]:
 
 
 SECTIONS = {"data": DataConfig, "train": TrainConfig}
-# sections that other layers (sweeps, ...) own and validate; kept verbatim here
-EXTRA_SECTIONS: set[str] = set()
+# sections the sweep layer owns and validates (mvit_lab.search.sweep); kept verbatim here
+EXTRA_SECTIONS = {"search", "objectives", "algorithm", "budget", "resources", "scheduler",
+                  "tracking"}
 
 
 def apply_overrides(tree: dict[str, Any], items: list[str] | None) -> dict[str, Any]:

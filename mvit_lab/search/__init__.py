@@ -1,0 +1,1 @@
+"""Sweeps: search spaces, trials, Pareto fronts."""

@@ -1,0 +1,238 @@
+"""Search spaces: a base architecture and what varies, as plain data.
+
+::
+
+    base: {preset: mvitv2_t, input_size: [1, 32, 32], embed_dim: 32}   # optional
+    grid:                       # full factorial; or
+      pool_mode: [conv, max, avg]
+    ladder:                     # ordered, cumulative, named steps; or
+      - {name: a_abs_pos, set: {rel_pos: none, abs_pos: joint}}
+    params:                     # Optuna distributions
+      embed_dim: {choice: [16, 32, 48]}
+      mlp_ratio: {float: [2.0, 4.0]}
+      num_heads: {int: [1, 2]}
+      train.lr: {log: [1.0e-4, 1.0e-2]}
+    constraints: {gflops: {max: 10}, params: {max: 30.0e6}}
+
+Keys are ArchConfig knobs, or ``train.<key>`` for the recipe. Exactly one of ``grid``,
+``ladder`` or ``params``. ``validate_points`` builds every grid point and ladder step before
+anything runs and lists every one that cannot build.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from mvit_lab.config import ArchConfig, knob_names
+from mvit_lab.experiment import TrainConfig
+
+__all__ = ["Distribution", "Point", "SearchSpace", "parse_space"]
+
+KINDS = ("choice", "int", "float", "log")
+CONSTRAINT_METRICS = ("gflops", "params")
+
+
+@dataclass(frozen=True)
+class Distribution:
+    kind: str  # choice | int | float | log
+    values: tuple[Any, ...]  # choice: the options; int / float / log: (low, high)
+
+
+@dataclass(frozen=True)
+class Point:
+    """One architecture (and recipe) to run: the changes from the base, and its name."""
+
+    name: str
+    model: dict[str, Any]  # ArchConfig knobs to set on the base
+    train: dict[str, Any]  # TrainConfig keys to set
+    step: int | None = None  # ladder position
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    base: dict[str, Any]  # ArchConfig knobs (may name a preset) applied before any point
+    mode: str  # grid | ladder | params
+    grid: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    ladder: tuple[tuple[str, dict[str, Any]], ...] = ()
+    params: dict[str, Distribution] = field(default_factory=dict)
+    constraints: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def points(self) -> list[Point]:
+        """The grid's points or the ladder's steps (Optuna spaces have none up front)."""
+        if self.mode == "grid":
+            keys = list(self.grid)
+            out = []
+            for combo in itertools.product(*(self.grid[k] for k in keys)):
+                change = dict(zip(keys, combo))
+                name = ",".join(f"{k}={_short(v)}" for k, v in change.items())
+                out.append(_point(name or "base", change))
+            return out
+        if self.mode == "ladder":
+            out, acc = [], {}
+            for i, (name, change) in enumerate(self.ladder):
+                acc = {**acc, **change}
+                out.append(dataclasses.replace(_point(name, acc), step=i))
+            return out
+        return []
+
+    def check_constraints(self, metrics: dict[str, float]) -> list[str]:
+        """Broken constraints, as readable strings (empty: the point is allowed)."""
+        broken = []
+        for metric, bounds in self.constraints.items():
+            value = metrics.get(metric)
+            if value is None:
+                continue
+            if "max" in bounds and value > bounds["max"]:
+                broken.append(f"{metric} {value:.4g} > max {bounds['max']:.4g}")
+            if "min" in bounds and value < bounds["min"]:
+                broken.append(f"{metric} {value:.4g} < min {bounds['min']:.4g}")
+        return broken
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, (list, tuple)):
+        return "x".join(map(str, v))
+    return str(v)
+
+
+def _point(name: str, change: dict[str, Any]) -> Point:
+    model = {k: v for k, v in change.items() if not k.startswith("train.")}
+    train = {k[len("train."):]: v for k, v in change.items() if k.startswith("train.")}
+    return Point(name=name, model=model, train=train)
+
+
+def _check_key(key: Any, where: str) -> None:
+    train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
+    if not isinstance(key, str):
+        raise ValueError(f"{where}: key {key!r} is not a string")
+    if key.startswith("train."):
+        if key[len("train."):] not in train_keys:
+            known = ", ".join(sorted(train_keys))
+            raise ValueError(f"{where}.{key}: not a train key (known: {known})")
+    elif key not in knob_names():
+        raise ValueError(f"{where}.{key}: not an ArchConfig knob or train.<key>")
+
+
+def parse_space(tree: Any) -> SearchSpace:
+    """A SearchSpace from its YAML mapping; every error names the offending entry."""
+    if not isinstance(tree, dict):
+        raise ValueError("search: must be a mapping with base and one of grid, ladder, params")
+    known = {"base", "grid", "ladder", "params", "constraints"}
+    unknown = sorted(set(tree) - known)
+    if unknown:
+        raise ValueError(f"search.{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
+    modes = [m for m in ("grid", "ladder", "params") if tree.get(m)]
+    if len(modes) != 1:
+        raise ValueError("search: needs exactly one of grid, ladder, params; got "
+                         f"{modes or 'none'}")
+    mode = modes[0]
+    base = tree.get("base") or {}
+    if not isinstance(base, dict):
+        raise ValueError("search.base: must be a mapping of ArchConfig knobs")
+    for key in base:
+        if key != "preset":
+            _check_key(key, "search.base")
+    constraints = _parse_constraints(tree.get("constraints") or {})
+    if mode == "grid":
+        grid = tree["grid"]
+        if not isinstance(grid, dict):
+            raise ValueError("search.grid: must map knobs to lists of values")
+        out = {}
+        for key, values in grid.items():
+            _check_key(key, "search.grid")
+            if not isinstance(values, list) or not values:
+                raise ValueError(f"search.grid.{key}: must be a non-empty list of values")
+            out[key] = tuple(values)
+        return SearchSpace(base=base, mode=mode, grid=out, constraints=constraints)
+    if mode == "ladder":
+        steps = tree["ladder"]
+        if not isinstance(steps, list):
+            raise ValueError("search.ladder: must be a list of {name, set} steps")
+        ladder, names = [], set()
+        for i, step in enumerate(steps):
+            if not isinstance(step, dict) or set(step) - {"name", "set"} or "name" not in step:
+                raise ValueError(f"search.ladder[{i}]: must be {{name: ..., set: {{...}}}}")
+            change = step.get("set") or {}
+            if not isinstance(change, dict):
+                raise ValueError(f"search.ladder[{i}].set: must be a mapping")
+            for key in change:
+                _check_key(key, f"search.ladder[{i}].set")
+            if step["name"] in names:
+                raise ValueError(f"search.ladder[{i}].name: {step['name']!r} is used twice")
+            names.add(step["name"])
+            ladder.append((str(step["name"]), dict(change)))
+        return SearchSpace(base=base, mode=mode, ladder=tuple(ladder), constraints=constraints)
+    params = {}
+    if not isinstance(tree["params"], dict):
+        raise ValueError("search.params: must map knobs to distributions")
+    for key, spec in tree["params"].items():
+        _check_key(key, "search.params")
+        params[key] = _parse_distribution(key, spec)
+    return SearchSpace(base=base, mode=mode, params=params, constraints=constraints)
+
+
+def _parse_distribution(key: str, spec: Any) -> Distribution:
+    where = f"search.params.{key}"
+    if not isinstance(spec, dict) or len(spec) != 1:
+        raise ValueError(f"{where}: must be one of {{choice: [...]}}, {{int: [low, high]}}, "
+                         "{float: [low, high]}, {log: [low, high]}")
+    (kind, values), = spec.items()
+    if kind not in KINDS:
+        raise ValueError(f"{where}: unknown distribution {kind!r} (known: {', '.join(KINDS)})")
+    if not isinstance(values, list) or not values:
+        raise ValueError(f"{where}.{kind}: must be a non-empty list")
+    if kind == "choice":
+        return Distribution(kind, tuple(values))
+    if len(values) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                   for v in values):
+        raise ValueError(f"{where}.{kind}: must be [low, high] numbers, got {values}")
+    low, high = values
+    if kind == "int" and not all(isinstance(v, int) for v in values):
+        raise ValueError(f"{where}.int: bounds must be integers, got {values}")
+    if not low < high:
+        raise ValueError(f"{where}.{kind}: low {low} must be below high {high}")
+    if kind == "log" and low <= 0:
+        raise ValueError(f"{where}.log: bounds must be > 0, got {values}")
+    return Distribution(kind, (low, high))
+
+
+def _parse_constraints(tree: Any) -> dict[str, dict[str, float]]:
+    if not isinstance(tree, dict):
+        raise ValueError("search.constraints: must map gflops / params to {max: ..., min: ...}")
+    out = {}
+    for metric, bounds in tree.items():
+        if metric not in CONSTRAINT_METRICS:
+            raise ValueError(f"search.constraints.{metric}: only "
+                             f"{', '.join(CONSTRAINT_METRICS)} can be constrained before training")
+        if not isinstance(bounds, dict) or not bounds or set(bounds) - {"max", "min"}:
+            raise ValueError(f"search.constraints.{metric}: must be {{max: ..., min: ...}}")
+        for k, v in bounds.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"search.constraints.{metric}.{k}: must be a number, got {v!r}")
+        out[metric] = {k: float(v) for k, v in bounds.items()}
+    return out
+
+
+def resolve_point(space: SearchSpace, model_base: ArchConfig, point: Point) -> ArchConfig:
+    """The point's validated ArchConfig: the experiment's model, the space's base, the point."""
+    from mvit_lab.presets import get_config
+
+    base = dict(space.base)
+    preset = base.pop("preset", None)
+    cfg = get_config(str(preset)).replace(**base) if preset else model_base.replace(**base)
+    return cfg.replace(**point.model) if point.model else cfg
+
+
+def validate_points(space: SearchSpace, model_base: ArchConfig) -> list[str]:
+    """Every grid point or ladder step that cannot build, as ``name: error`` lines."""
+    problems = []
+    for point in space.points():
+        try:
+            resolve_point(space, model_base, point)
+        except ValueError as err:
+            problems.append(f"{point.name}: {err}")
+    return problems

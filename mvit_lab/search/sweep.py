@@ -1,0 +1,335 @@
+"""Sweeps: an experiment's search space run as Ray Tune trials, every trial in MLflow.
+
+The experiment file gains sweep sections, all checked before anything starts::
+
+    search: ../search_spaces/quickstart.yaml   # a path (relative to this file) or a mapping
+    objectives: {val_top1: max, gflops: min, throughput: max}
+    algorithm: nsga2          # grid | ladder | tpe | nsga2 | random (default from the space)
+    budget: {samples: 16, seeds: 1, concurrency: 2}
+    resources: {cpus: 1, gpus: 0}
+    scheduler: none           # none | asha (single objective only: see below)
+    tracking: {uri: null, experiment: null}   # default: ./mlruns.db, the experiment's name
+
+Ray Tune traps handled here (Ray 2.60 / Optuna 5): ``TuneConfig(metric, mode)`` is never set,
+because it silently turns the search single-objective; ASHA early stopping is refused for
+multi-objective fronts; a trial that was pruned, failed or stopped early is told to Optuna as
+PRUNED or FAIL, never as a COMPLETE trial with truncated values. The MLflow experiment and the
+sweep's parent run are created on the driver before any trial starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mvit_lab.configfile import safe_load
+from mvit_lab.experiment import Experiment
+from mvit_lab.search.pareto import Objective, front_table, parse_objectives
+from mvit_lab.search.space import Point, SearchSpace, parse_space, validate_points
+from mvit_lab.search.trial import TrialSpec, run_trial
+
+__all__ = ["SweepConfig", "parse_sweep", "run_sweep"]
+
+log = logging.getLogger(__name__)
+
+ALGORITHMS = ("grid", "ladder", "tpe", "nsga2", "random")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    space: SearchSpace
+    space_tree: dict[str, Any]
+    objectives: tuple[Objective, ...]
+    algorithm: str
+    samples: int
+    seeds: tuple[int, ...]
+    concurrency: int
+    time_s: float | None
+    cpus: float
+    gpus: float
+    scheduler: str
+    tracking_uri: str
+    mlflow_experiment: str
+
+
+def _section(tree: dict[str, Any], name: str, known: set[str]) -> dict[str, Any]:
+    value = tree.get(name) or {}
+    if not isinstance(value, dict):
+        raise ValueError(f"{name}: must be a mapping")
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise ValueError(f"{name}.{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
+    return value
+
+
+def _number(name: str, value: Any, minimum: float, integer: bool = False) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+            integer and not isinstance(value, int)) or not math.isfinite(value) or value < minimum:
+        kind = "an integer" if integer else "a number"
+        raise ValueError(f"{name}: must be {kind} >= {minimum}, got {value!r}")
+    return value
+
+
+def parse_sweep(exp: Experiment) -> SweepConfig:
+    """The sweep sections of ``exp``, validated, with every grid point / ladder step built."""
+    from mvit_lab.tracking import resolve_tracking_uri
+
+    extra = exp.extra
+    if "search" not in extra:
+        raise ValueError("search: a sweep needs a search space (a file path or a mapping)")
+    space_tree = extra["search"]
+    if isinstance(space_tree, str):
+        path = Path(space_tree)
+        if not path.is_absolute() and exp.path:
+            path = Path(exp.path).parent / path
+        if not path.is_file():
+            raise ValueError(f"search: no such search space file {path}")
+        space_tree = safe_load(path.read_text())
+    space = parse_space(space_tree)
+    problems = validate_points(space, exp.model)
+    if problems:
+        raise ValueError(f"search: {len(problems)} point(s) cannot build: " + "; ".join(problems))
+    objectives = parse_objectives(extra.get("objectives") or {"val_top1": "max"})
+    default_alg = {"grid": "grid", "ladder": "ladder", "params": "tpe"}[space.mode]
+    algorithm = extra.get("algorithm") or default_alg
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm: must be one of {', '.join(ALGORITHMS)}; got {algorithm!r}")
+    if (algorithm in ("grid", "ladder")) != (space.mode in ("grid", "ladder")) or (
+            algorithm in ("grid", "ladder") and algorithm != space.mode):
+        raise ValueError(f"algorithm: {algorithm} does not fit a {space.mode} search space")
+    budget = _section(extra, "budget", {"samples", "seeds", "concurrency", "time_s"})
+    seeds = budget.get("seeds", 1)
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        seeds = tuple(range(_number("budget.seeds", seeds, 1, integer=True)))
+    elif isinstance(seeds, list) and seeds and all(isinstance(s, int) for s in seeds):
+        seeds = tuple(seeds)
+    else:
+        raise ValueError(f"budget.seeds: must be a count or a list of integers, got {seeds!r}")
+    samples = _number("budget.samples", budget.get("samples", 8), 1, integer=True)
+    concurrency = _number("budget.concurrency", budget.get("concurrency", 1), 1, integer=True)
+    time_s = budget.get("time_s")
+    if time_s is not None:
+        _number("budget.time_s", time_s, 1)
+    resources = _section(extra, "resources", {"cpus", "gpus"})
+    cpus = _number("resources.cpus", resources.get("cpus", 1), 0.01)
+    gpus = _number("resources.gpus", resources.get("gpus", 0), 0)
+    scheduler = extra.get("scheduler") or "none"
+    if scheduler not in ("none", "asha"):
+        raise ValueError(f"scheduler: must be none or asha, got {scheduler!r}")
+    if scheduler == "asha" and len(objectives) > 1:
+        raise ValueError("scheduler: asha stops trials early and Optuna would take their "
+                         "truncated values as complete; use none for multi-objective fronts")
+    tracking = _section(extra, "tracking", {"uri", "experiment"})
+    base_dir = Path(exp.path).parent if exp.path else Path(".")
+    del base_dir  # the store lives where the sweep is run from, like runs/
+    return SweepConfig(
+        space=space, space_tree=space_tree, objectives=objectives, algorithm=algorithm,
+        samples=samples, seeds=seeds, concurrency=concurrency, time_s=time_s, cpus=cpus,
+        gpus=gpus, scheduler=scheduler, tracking_uri=resolve_tracking_uri(tracking.get("uri")),
+        mlflow_experiment=tracking.get("experiment") or exp.name,
+    )
+
+
+def _optuna_param_space(space: SearchSpace) -> dict[str, Any]:
+    from ray import tune
+
+    out: dict[str, Any] = {}
+    for key, dist in space.params.items():
+        if dist.kind == "choice":
+            # Ray's choice needs hashable options: index them, map back in the trial
+            out[key] = tune.choice(list(range(len(dist.values))))
+        elif dist.kind == "int":
+            out[key] = tune.randint(dist.values[0], dist.values[1] + 1)
+        elif dist.kind == "float":
+            out[key] = tune.uniform(*dist.values)
+        else:
+            out[key] = tune.loguniform(*dist.values)
+    return out
+
+
+def _sampled_point(space: SearchSpace, sampled: dict[str, Any]) -> Point:
+    change = {}
+    for key, dist in space.params.items():
+        value = sampled[key]
+        change[key] = dist.values[value] if dist.kind == "choice" else value
+    name = ",".join(f"{k}={v}" for k, v in change.items())
+    model = {k: v for k, v in change.items() if not k.startswith("train.")}
+    train = {k[len("train."):]: v for k, v in change.items() if k.startswith("train.")}
+    return Point(name=name, model=model, train=train)
+
+
+def _searcher(sweep: SweepConfig) -> Any:
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    class _FrontSafeOptunaSearch(OptunaSearch):
+        """Tells Optuna PRUNED / FAIL for trials without real final objectives, instead of
+        Ray's default (COMPLETE with None values, which Optuna rejects and Ray swallows)."""
+
+        def on_trial_complete(self, trial_id: str, result: dict | None = None,
+                              error: bool = False) -> None:
+            metrics = self.metric if isinstance(self.metric, list) else [self.metric]
+            values = [None if not result else result.get(m) for m in metrics]
+            complete = (not error and result is not None and result.get("status") == "finished"
+                        and all(isinstance(v, (int, float)) and math.isfinite(v)
+                                for v in values))
+            if complete:
+                return super().on_trial_complete(trial_id, result, error)
+            if trial_id in self._completed_trials:
+                return None
+            state = optuna.trial.TrialState.FAIL if error else optuna.trial.TrialState.PRUNED
+            try:
+                self._ot_study.tell(self._ot_trials[trial_id], state=state)
+            except Exception as exc:  # a trial already told; nothing else to record
+                log.warning("optuna: %s", exc)
+            self._completed_trials.add(trial_id)
+            return None
+
+    seed = sweep.seeds[0]
+    sampler = {"tpe": lambda: optuna.samplers.TPESampler(seed=seed, multivariate=True),
+               "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed),
+               "random": lambda: optuna.samplers.RandomSampler(seed=seed)}[sweep.algorithm]()
+    return _FrontSafeOptunaSearch(metric=[o.name for o in sweep.objectives],
+                                  mode=[o.sense for o in sweep.objectives], sampler=sampler)
+
+
+def _trainable(config: dict[str, Any]) -> None:
+    from ray import tune
+
+    spec = TrialSpec(**config["spec"])
+    space = parse_space(spec.space)
+    if "point_index" in config:  # grid / ladder: the point and the seed are grid axes
+        point = space.points()[config["point_index"]]
+        spec = dataclasses.replace(spec, seed=int(config["seed"]))
+    else:  # Optuna: the sampled knob values
+        point = _sampled_point(space, {k: config[k] for k in space.params})
+    spec = dataclasses.replace(spec, point=dataclasses.asdict(point))
+    run_trial(spec, report=lambda metrics: tune.report(
+        {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}))
+
+
+def _check_resources(sweep: SweepConfig) -> None:
+    import ray
+
+    available = ray.cluster_resources()
+    if sweep.gpus > 0 and available.get("GPU", 0) < sweep.gpus:
+        raise ValueError(f"resources.gpus: {sweep.gpus} per trial requested but the Ray cluster "
+                         f"has {available.get('GPU', 0)} GPUs (Ray would wait forever)")
+    if available.get("CPU", 0) < sweep.cpus:
+        raise ValueError(f"resources.cpus: {sweep.cpus} per trial requested but the Ray cluster "
+                         f"has {available.get('CPU', 0)} CPUs")
+
+
+def run_sweep(exp: Experiment, *, resume: bool = False, address: str | None = None,
+              storage: str | Path = "runs/sweeps") -> dict[str, Any]:
+    """Run (or ``resume``) the sweep; returns the parent run id, trial counts and the front."""
+    import ray
+    from ray import tune
+
+    from mvit_lab.tracking import Tracker, ensure_experiment, flatten_params, runs_dataframe
+
+    sweep = parse_sweep(exp)
+    storage = Path(storage).resolve()
+    sweep_dir = storage / exp.name
+    state_file = sweep_dir / "sweep.json"
+    if resume and not state_file.is_file():
+        raise ValueError(f"--resume: no sweep to resume at {sweep_dir}")
+    if not resume and state_file.is_file():
+        raise ValueError(f"{sweep_dir}: a sweep of this name exists; use --resume to finish it "
+                         "or give the experiment another name")
+    ensure_experiment(sweep.mlflow_experiment, sweep.tracking_uri)
+    tracker = Tracker(sweep.tracking_uri, sweep.mlflow_experiment)
+    if resume:
+        state = json.loads(state_file.read_text())
+        parent = state["parent_run_id"]
+    else:
+        parent = tracker.start_parent(exp.name, flatten_params(dict(
+            experiment=exp.to_dict(), objectives={o.name: o.sense for o in sweep.objectives})),
+            dict(algorithm=sweep.algorithm, search_mode=sweep.space.mode))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        state_file.write_text(json.dumps(dict(parent_run_id=parent, name=exp.name), indent=2))
+    spec = dict(experiment={k: v for k, v in exp.to_dict().items()
+                            if k in ("name", "data", "model", "train")},
+                space=sweep.space_tree, point={}, seed=sweep.seeds[0],
+                tracking_uri=sweep.tracking_uri, mlflow_experiment=sweep.mlflow_experiment,
+                parent_run_id=parent, trials_dir=str(sweep_dir / "trials"))
+    ray.init(address=address, ignore_reinit_error=True, include_dashboard=False,
+             logging_level=logging.WARNING, log_to_driver=False)
+    try:
+        _check_resources(sweep)
+        trainable = tune.with_resources(_trainable, {"cpu": sweep.cpus, "gpu": sweep.gpus})
+        if resume and tune.Tuner.can_restore(str(sweep_dir / "tune")):
+            tuner = tune.Tuner.restore(str(sweep_dir / "tune"), trainable=trainable,
+                                       resume_unfinished=True, resume_errored=False,
+                                       restart_errored=False)
+        else:
+            tuner = tune.Tuner(trainable, param_space=_param_space(sweep, spec),
+                               tune_config=_tune_config(sweep),
+                               run_config=tune.RunConfig(
+                                   name="tune", storage_path=str(sweep_dir), verbose=0,
+                                   failure_config=tune.FailureConfig(max_failures=0)))
+        tuner.fit()
+    finally:
+        tracker.close_stale(parent)
+    runs = runs_dataframe(sweep.tracking_uri, sweep.mlflow_experiment, parent_run_id=parent)
+    records = _records(runs, sweep.objectives)
+    front = front_table(records, sweep.objectives)
+    tracker.log_dict(parent, front, "pareto_front.json")
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    tracker.set_tags(parent, {f"trials_{k}": str(v) for k, v in counts.items()})
+    tracker.finish(parent, "FINISHED")
+    return dict(parent_run_id=parent, counts=counts, front=front, records=records,
+                tracking_uri=sweep.tracking_uri, mlflow_experiment=sweep.mlflow_experiment)
+
+
+def _param_space(sweep: SweepConfig, spec: dict[str, Any]) -> dict[str, Any]:
+    from ray import tune
+
+    space: dict[str, Any] = {"spec": spec}
+    if sweep.space.mode in ("grid", "ladder"):
+        space["point_index"] = tune.grid_search(list(range(len(sweep.space.points()))))
+        space["seed"] = tune.grid_search(list(sweep.seeds))
+    else:
+        space.update(_optuna_param_space(sweep.space))
+    return space
+
+
+def _tune_config(sweep: SweepConfig) -> Any:
+    from ray import tune
+
+    kw: dict[str, Any] = dict(max_concurrent_trials=sweep.concurrency)
+    if sweep.time_s:
+        kw["time_budget_s"] = sweep.time_s
+    if sweep.space.mode == "params":
+        # never TuneConfig(metric=, mode=): it would make the search single-objective
+        kw.update(search_alg=_searcher(sweep), num_samples=sweep.samples)
+    if sweep.scheduler == "asha":
+        from ray.tune.schedulers import ASHAScheduler
+
+        (objective,) = sweep.objectives
+        kw["scheduler"] = ASHAScheduler(metric=objective.name, mode=objective.sense)
+    return tune.TuneConfig(**kw)
+
+
+def _records(runs: Any, objectives: tuple[Objective, ...]) -> list[dict[str, Any]]:
+    """One record per trial run: status, truncated flag, objectives, point and config."""
+    out = []
+    for _, row in runs.iterrows():
+        status = row.get("tag.status") or row.get("status", "").lower()
+        rec = dict(run_id=row["run_id"], run_name=row.get("run_name"), status=status,
+                   truncated=row.get("tag.truncated") == "true",
+                   point=row.get("tag.point"), seed=row.get("tag.seed"),
+                   reason=row.get("tag.reason"))
+        for name in {o.name for o in objectives} | {"gflops", "params", "throughput",
+                                                     "val_top1", "val_top5"}:
+            value = row.get(f"metric.{name}")
+            rec[name] = None if value is None or value != value else float(value)
+        out.append(rec)
+    return out

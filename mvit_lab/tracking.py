@@ -1,0 +1,531 @@
+"""MLflow tracking: the one module that talks to MLflow.
+
+Sweeps write through a :class:`Tracker` (one parent run per sweep, one child run per trial);
+dashboards read back through :func:`runs_dataframe` and :func:`metric_history`.
+
+Store
+-----
+The embedded default is a SQLite file, ``sqlite:///<abs dir>/mlruns.db`` (MLflow 3 refuses the
+old ``./mlruns`` file store unless ``MLFLOW_ALLOW_FILE_STORE=true``). URIs are made absolute so
+Ray workers running in other working directories write to the same file, and artifacts of
+experiments created here live beside that file in ``mlartifacts/`` (MLflow's own default is
+``./mlruns`` under the *creating process's* working directory).
+
+A fresh SQLite store is migrated (Alembic) by the first client that opens it; processes racing
+on that first open can fail. Call :func:`ensure_experiment` on the driver before any trial
+starts: it migrates the store and creates the experiment, and :class:`Tracker` only looks the
+experiment up, never creates it.
+
+Tracker
+-------
+A thin wrapper over :class:`mlflow.tracking.MlflowClient` with explicit run ids and no global
+``mlflow.start_run`` state, so it is safe in Ray worker processes and threads. It pickles as its
+``(tracking_uri, experiment_name)`` so it can be shipped to workers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import numbers
+import time
+from collections.abc import Collection, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pandas as pd
+from mlflow.entities import Metric, Param, Run, RunTag, ViewType
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+__all__ = [
+    "RUN_COLUMNS",
+    "Tracker",
+    "default_tracking_uri",
+    "ensure_experiment",
+    "flatten_params",
+    "metric_history",
+    "resolve_tracking_uri",
+    "runs_dataframe",
+]
+
+_logger = logging.getLogger(__name__)
+
+DEFAULT_DB_NAME = "mlruns.db"
+ARTIFACT_DIR_NAME = "mlartifacts"
+PARENT_TAG = "mlflow.parentRunId"
+TRIAL_TAG = "trial_id"
+REASON_TAG = "reason"
+STATUS_TAG = "status"
+FINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
+RUN_COLUMNS = ("run_id", "run_name", "status", "parent_run_id", "start_time", "end_time")
+
+# MLflow 3 limits (mlflow.utils.validation: MAX_PARAMS_TAGS_PER_BATCH, MAX_PARAM_VAL_LENGTH,
+# MAX_TAG_VAL_LENGTH). MLflow silently truncates long values; params are truncated here instead
+# so that re-logging a param on resume compares the value MLflow actually stored.
+MAX_PARAMS_PER_BATCH = 100
+MAX_PARAM_VALUE_LENGTH = 6000
+MAX_TAG_VALUE_LENGTH = 8000
+_SEARCH_PAGE = 1000
+
+
+# -- URIs -----------------------------------------------------------------------------------------
+def default_tracking_uri(base_dir: str | Path = ".") -> str:
+    """The embedded default store: ``sqlite:///<abs base_dir>/mlruns.db``."""
+    return _sqlite_uri(Path(base_dir) / DEFAULT_DB_NAME)
+
+
+def resolve_tracking_uri(uri: str | None, base_dir: str | Path = ".") -> str:
+    """Normalise a tracking URI so that every process resolves it to the same store.
+
+    ``None`` gives :func:`default_tracking_uri`; ``sqlite:///rel.db`` and a bare path such as
+    ``runs/foo.db`` become absolute SQLite URIs (relative to ``base_dir``); any other URI
+    (``http(s)://``, ``postgresql://``, ``file:``, ``databricks``, ...) is passed through.
+    """
+    if uri is None:
+        return default_tracking_uri(base_dir)
+    if not isinstance(uri, str) or not uri.strip():
+        raise ValueError(f"tracking_uri: expected a non-empty string or None, got {uri!r}")
+    uri = uri.strip()
+    if uri.startswith("sqlite:///"):
+        path, sep, query = uri[len("sqlite:///") :].partition("?")
+        if path in ("", ":memory:"):
+            return uri  # in-memory: nothing to anchor
+        return _sqlite_uri(Path(base_dir) / path) + sep + query
+    if urlparse(uri).scheme or uri == "databricks":
+        return uri
+    path = Path(base_dir) / uri
+    if path.is_dir():
+        raise ValueError(
+            f"tracking_uri: {uri!r} is a directory; MLflow 3 rejects the plain file store, "
+            f"give a SQLite file instead (e.g. {str(Path(uri) / DEFAULT_DB_NAME)!r})"
+        )
+    return _sqlite_uri(path)
+
+
+def _sqlite_uri(path: Path) -> str:
+    # an absolute POSIX path already starts with "/", giving the four slashes SQLAlchemy wants
+    return "sqlite:///" + str(path.expanduser().resolve())
+
+
+def _artifact_location(tracking_uri: str) -> str | None:
+    """Artifacts of a SQLite store live beside the database file; servers decide for others."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    path = tracking_uri[len("sqlite:///") :].partition("?")[0]
+    if path in ("", ":memory:"):
+        return None
+    return (Path(path).parent / ARTIFACT_DIR_NAME).as_uri()
+
+
+# -- experiments ----------------------------------------------------------------------------------
+def ensure_experiment(name: str, tracking_uri: str) -> str:
+    """Create the experiment ``name`` if it does not exist and return its id.
+
+    Call it on the driver before any trial starts: the first client to open a fresh SQLite store
+    runs the schema migration, which fails when concurrent processes race on it. Calling it
+    again (or from several processes once the store exists) returns the same id.
+    """
+    _check_name(name)
+    client = MlflowClient(resolve_tracking_uri(tracking_uri))
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            experiment_id = client.create_experiment(
+                name, artifact_location=_artifact_location(client.tracking_uri)
+            )
+            _logger.info("created MLflow experiment %r (id %s)", name, experiment_id)
+            return experiment_id
+        except MlflowException:
+            # another process may have created it between the lookup and the create
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+    if experiment.lifecycle_stage != "active":
+        raise ValueError(
+            f"experiment {name!r} exists but is deleted; restore it (mlflow experiments restore) "
+            "or purge it (mlflow gc) before reusing the name"
+        )
+    return experiment.experiment_id
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"experiment_name: expected a non-empty string, got {name!r}")
+
+
+def _get_experiment_id(client: MlflowClient, name: str) -> str:
+    _check_name(name)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None or experiment.lifecycle_stage != "active":
+        raise ValueError(
+            f"experiment {name!r} does not exist in {client.tracking_uri}; "
+            "create it on the driver with ensure_experiment() first"
+        )
+    return experiment.experiment_id
+
+
+# -- params ---------------------------------------------------------------------------------------
+def flatten_params(d: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Flatten nested mappings to dotted keys with string values, sorted by key.
+
+    Strings stay as they are; every other leaf is JSON (``[1, 2]``, ``true``, ``null``, ``0.5``),
+    tuples becoming lists, so a value reads back the same way whatever its Python type.
+    """
+    flat: dict[str, str] = {}
+    _flatten_into(flat, d, prefix)
+    return dict(sorted(flat.items()))
+
+
+def _flatten_into(out: dict[str, str], d: Mapping[str, Any], prefix: str) -> None:
+    if not isinstance(d, Mapping):
+        raise ValueError(f"flatten_params: expected a mapping, got {type(d).__name__}")
+    for key, value in d.items():
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"params: keys must be non-empty strings, got {key!r} in {prefix!r}")
+        full = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, Mapping) and value:
+            _flatten_into(out, value, full)
+            continue
+        if full in out:
+            raise ValueError(f"params: key {full!r} occurs twice after flattening")
+        out[full] = value if isinstance(value, str) else _to_json(value, full)
+
+
+def _to_json(value: Any, what: str) -> str:
+    try:
+        return json.dumps(value, sort_keys=True, default=_json_default)
+    except TypeError as err:
+        raise ValueError(f"{what}: cannot store {type(value).__name__} as JSON ({err})") from err
+
+
+def _json_default(obj: Any) -> Any:
+    # numpy scalars and arrays, without importing numpy here
+    for attr in ("tolist", "item"):
+        if callable(getattr(obj, attr, None)):
+            return getattr(obj, attr)()
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def _param_values(params: Mapping[str, Any]) -> dict[str, str]:
+    flat = flatten_params(params)
+    for key, value in flat.items():
+        if len(value) > MAX_PARAM_VALUE_LENGTH:
+            _logger.warning(
+                "param %r is %d characters; truncated to MLflow's limit of %d",
+                key, len(value), MAX_PARAM_VALUE_LENGTH,
+            )
+            flat[key] = value[:MAX_PARAM_VALUE_LENGTH]
+    return flat
+
+
+def _tag_values(tags: Mapping[str, Any]) -> dict[str, str]:
+    out = {}
+    for key, value in tags.items():
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"tags: keys must be non-empty strings, got {key!r}")
+        text = value if isinstance(value, str) else _to_json(value, f"tag {key!r}")
+        out[key] = _clip_tag(text)
+    return out
+
+
+def _clip_tag(text: str) -> str:
+    # keep the end: for a traceback or an error message that is the informative part
+    if len(text) <= MAX_TAG_VALUE_LENGTH:
+        return text
+    return "..." + text[-(MAX_TAG_VALUE_LENGTH - 3) :]
+
+
+def _filter_literal(value: str, what: str) -> str:
+    if "'" in value or "\\" in value:
+        raise ValueError(f"{what}: {value!r} may not contain quotes or backslashes")
+    return f"'{value}'"
+
+
+# -- writing --------------------------------------------------------------------------------------
+class Tracker:
+    """Writes sweeps to MLflow: one parent run per sweep, one child run per trial.
+
+    The experiment must exist (see :func:`ensure_experiment`); the constructor only looks it up.
+    """
+
+    def __init__(self, tracking_uri: str, experiment_name: str) -> None:
+        self.tracking_uri = resolve_tracking_uri(tracking_uri)
+        self.experiment_name = experiment_name
+        self.client = MlflowClient(self.tracking_uri)
+        self.experiment_id = _get_experiment_id(self.client, experiment_name)
+
+    def __reduce__(self) -> tuple[type[Tracker], tuple[str, str]]:
+        # ship the address, not the client and its database engine
+        return (Tracker, (self.tracking_uri, self.experiment_name))
+
+    def __repr__(self) -> str:
+        return f"Tracker({self.tracking_uri!r}, {self.experiment_name!r})"
+
+    # -- runs --
+    def start_parent(
+        self,
+        name: str,
+        params: Mapping[str, Any],
+        tags: Mapping[str, Any],
+        run_id: str | None = None,
+    ) -> str:
+        """Create the sweep's parent run, or with ``run_id`` resume that one; returns its id."""
+        if run_id is not None:
+            self._resume(self._get_run(run_id), params, tags)
+            return run_id
+        return self._create(name, params, _tag_values(tags))
+
+    def start_child(
+        self,
+        parent_id: str,
+        name: str,
+        params: Mapping[str, Any],
+        tags: Mapping[str, Any],
+        run_id: str | None = None,
+    ) -> str:
+        """Create the child run of one trial, or resume it if it already exists; returns its id.
+
+        ``tags`` must carry ``trial_id``. If ``run_id`` is given, or a run of the parent already
+        has that ``trial_id`` (a resumed sweep), that run is set back to RUNNING, its
+        ``reason`` / ``status`` tags from the last attempt are cleared and missing params are
+        added; a param whose value differs from the stored one is a ValueError (MLflow params
+        are immutable).
+        """
+        trial_id = tags.get(TRIAL_TAG)
+        if trial_id is None or str(trial_id) == "":
+            raise ValueError(f"tags: {TRIAL_TAG!r} is required to start a child run")
+        self._get_run(parent_id)  # fail early on a wrong parent id
+        if run_id is not None:
+            run = self._get_run(run_id)
+            if run.data.tags.get(PARENT_TAG) != parent_id:
+                raise ValueError(f"run_id: run {run_id} is not a child of run {parent_id}")
+        else:
+            run = self._find_child(parent_id, str(trial_id))
+        if run is not None:
+            self._resume(run, params, tags)
+            return run.info.run_id
+        child_tags = _tag_values(tags)
+        child_tags[PARENT_TAG] = parent_id
+        return self._create(name, params, child_tags)
+
+    def _create(self, name: str, params: Mapping[str, Any], tags: dict[str, str]) -> str:
+        run = self.client.create_run(self.experiment_id, tags=tags, run_name=name)
+        self._log_params(run.info.run_id, _param_values(params), existing={})
+        return run.info.run_id
+
+    def _resume(self, run: Run, params: Mapping[str, Any], tags: Mapping[str, Any]) -> None:
+        run_id = run.info.run_id
+        self._log_params(run_id, _param_values(params), existing=run.data.params)
+        for key in (REASON_TAG, STATUS_TAG):
+            if key in run.data.tags and key not in tags:
+                self.client.delete_tag(run_id, key)
+        self.set_tags(run_id, tags)
+        self.client.update_run(run_id, status="RUNNING")
+        _logger.info("resumed run %s (%s, was %s)", run_id, run.info.run_name, run.info.status)
+
+    def _find_child(self, parent_id: str, trial_id: str) -> Run | None:
+        filter_string = (
+            f"tags.`{PARENT_TAG}` = {_filter_literal(parent_id, 'parent_id')}"
+            f" and tags.{TRIAL_TAG} = {_filter_literal(trial_id, TRIAL_TAG)}"
+        )
+        runs = list(_search(self.client, self.experiment_id, filter_string))
+        if len(runs) > 1:
+            _logger.warning(
+                "%d runs of parent %s carry trial_id %r; resuming the oldest",
+                len(runs), parent_id, trial_id,
+            )
+        return runs[0] if runs else None
+
+    def _log_params(
+        self, run_id: str, params: dict[str, str], existing: Mapping[str, str]
+    ) -> None:
+        changed = [k for k, v in params.items() if k in existing and existing[k] != v]
+        if changed:
+            detail = ", ".join(f"{k}: {existing[k]!r} -> {params[k]!r}" for k in changed)
+            raise ValueError(
+                f"params of run {run_id} cannot change (MLflow params are immutable): {detail}"
+            )
+        new = [Param(k, v) for k, v in params.items() if k not in existing]
+        for start in range(0, len(new), MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(run_id, params=new[start : start + MAX_PARAMS_PER_BATCH])
+
+    def _get_run(self, run_id: str) -> Run:
+        return _get_run(self.client, run_id)
+
+    # -- data --
+    def log_metrics(self, run_id: str, metrics: Mapping[str, Any], step: int) -> None:
+        """Log ``metrics`` at ``step``; None and NaN values are skipped (a failed eval, say)."""
+        if isinstance(step, bool) or not isinstance(step, numbers.Integral):
+            raise ValueError(f"step: expected an int, got {step!r}")
+        timestamp = int(time.time() * 1000)
+        entries = []
+        for key, value in metrics.items():
+            if value is None:
+                continue
+            if isinstance(value, str) or not isinstance(value, numbers.Real):
+                raise ValueError(f"metric {key!r}: expected a number, got {value!r}")
+            value = float(value)
+            if math.isnan(value):
+                continue
+            entries.append(Metric(key, value, timestamp, int(step)))
+        if entries:
+            self.client.log_batch(run_id, metrics=entries)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        """Set (or overwrite) tags; non-string values are stored as JSON."""
+        entries = [RunTag(k, v) for k, v in _tag_values(tags).items()]
+        for start in range(0, len(entries), MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(run_id, tags=entries[start : start + MAX_PARAMS_PER_BATCH])
+
+    def log_dict(self, run_id: str, obj: Any, artifact_file: str) -> None:
+        """Store ``obj`` as a JSON artifact (strict: an unserialisable value is a ValueError)."""
+        _check_artifact_file(artifact_file, ".json")
+        self.log_text(run_id, _to_json_pretty(obj, artifact_file), artifact_file)
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        """Store ``text`` as the artifact ``artifact_file`` (a relative path)."""
+        _check_artifact_file(artifact_file)
+        if not isinstance(text, str):
+            raise ValueError(f"{artifact_file}: expected text, got {type(text).__name__}")
+        self.client.log_text(run_id, text, artifact_file)
+
+    def log_figure_html(self, run_id: str, html: str, artifact_file: str) -> None:
+        """Store a rendered figure (e.g. ``fig.to_html()``) as an ``.html`` text artifact."""
+        _check_artifact_file(artifact_file, ".html")
+        self.log_text(run_id, html, artifact_file)
+
+    # -- ending --
+    def finish(self, run_id: str, status: str = "FINISHED", reason: str | None = None) -> None:
+        """End a run as FINISHED, FAILED or KILLED; a FAILED run always gets a ``reason`` tag."""
+        if status not in FINAL_STATUSES:
+            raise ValueError(f"status: expected one of {FINAL_STATUSES}, got {status!r}")
+        if status == "FAILED" and reason is None:
+            reason = "unknown"
+        if reason is not None:
+            self.set_tags(run_id, {REASON_TAG: reason})
+        self.client.set_terminated(run_id, status=status)
+
+    def close_stale(self, parent_id: str, keep: Collection[str] = ()) -> list[str]:
+        """Mark children of ``parent_id`` left RUNNING (a killed driver) as KILLED.
+
+        Each gets the tag ``status=interrupted``. Children whose ``trial_id`` is in ``keep``
+        (trials the caller is about to resume) are left alone. Returns the ids of closed runs.
+        """
+        keep = {str(k) for k in keep}
+        filter_string = (
+            f"tags.`{PARENT_TAG}` = {_filter_literal(parent_id, 'parent_id')}"
+            " and attributes.status = 'RUNNING'"
+        )
+        closed = []
+        for run in _search(self.client, self.experiment_id, filter_string):
+            pass
+            self.set_tags(run.info.run_id, {STATUS_TAG: "interrupted"})
+            self.client.set_terminated(run.info.run_id, status="KILLED")
+            closed.append(run.info.run_id)
+        if closed:
+            _logger.info("closed %d interrupted child run(s) of %s", len(closed), parent_id)
+        return closed
+
+
+def _check_artifact_file(artifact_file: str, suffix: str | None = None) -> None:
+    if not isinstance(artifact_file, str) or not artifact_file:
+        raise ValueError(f"artifact_file: expected a relative path, got {artifact_file!r}")
+    parts = Path(artifact_file).parts
+    if artifact_file.startswith("/") or ".." in parts:
+        raise ValueError(f"artifact_file: {artifact_file!r} must be a relative path in the run")
+    if suffix is not None and not artifact_file.endswith(suffix):
+        raise ValueError(f"artifact_file: {artifact_file!r} must end with {suffix!r}")
+
+
+def _to_json_pretty(obj: Any, what: str) -> str:
+    try:
+        return json.dumps(obj, indent=2, sort_keys=True, default=_json_default)
+    except TypeError as err:
+        raise ValueError(f"{what}: cannot store {type(obj).__name__} as JSON ({err})") from err
+
+
+# -- reading --------------------------------------------------------------------------------------
+def _get_run(client: MlflowClient, run_id: str) -> Run:
+    try:
+        return client.get_run(run_id)
+    except MlflowException as err:
+        raise ValueError(
+            f"run_id: no run {run_id!r} in {client.tracking_uri} ({err.message})"
+        ) from err
+
+
+def _search(client: MlflowClient, experiment_id: str, filter_string: str = "") -> Iterator[Run]:
+    """All active runs matching ``filter_string``, oldest first, across result pages."""
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment_id],
+            filter_string=filter_string,
+            run_view_type=ViewType.ACTIVE_ONLY,
+            max_results=_SEARCH_PAGE,
+            order_by=["attributes.start_time ASC"],
+            page_token=token,
+        )
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
+def runs_dataframe(
+    tracking_uri: str, experiment_name: str, parent_run_id: str | None = None
+) -> pd.DataFrame:
+    """One row per run of the experiment (only the children of ``parent_run_id`` if given).
+
+    Columns: :data:`RUN_COLUMNS` (times as UTC timestamps; no end time while RUNNING), then
+    ``tag.<name>``, ``param.<name>`` and ``metric.<name>`` (the value at the latest step), each
+    group sorted.
+    """
+    client = MlflowClient(resolve_tracking_uri(tracking_uri))
+    experiment_id = _get_experiment_id(client, experiment_name)
+    filter_string = ""
+    if parent_run_id is not None:
+        filter_string = f"tags.`{PARENT_TAG}` = {_filter_literal(parent_run_id, 'parent_run_id')}"
+    rows = []
+    for run in _search(client, experiment_id, filter_string):
+        info, data = run.info, run.data
+        row: dict[str, Any] = {
+            "run_id": info.run_id,
+            "run_name": info.run_name,
+            "status": info.status,
+            "parent_run_id": data.tags.get(PARENT_TAG),
+            "start_time": _timestamp(info.start_time),
+            # a resumed run keeps its previous end_time in MLflow; it has not ended
+            "end_time": _timestamp(None if info.status == "RUNNING" else info.end_time),
+        }
+        row.update({f"tag.{k}": v for k, v in data.tags.items()})
+        row.update({f"param.{k}": v for k, v in data.params.items()})
+        row.update({f"metric.{k}": v for k, v in data.metrics.items()})
+        rows.append(row)
+    if not rows:
+        return pd.DataFrame(columns=list(RUN_COLUMNS))
+    frame = pd.DataFrame(rows)
+    extra = sorted(
+        (c for c in frame.columns if c not in RUN_COLUMNS),
+        key=lambda c: (("tag.", "param.", "metric.").index(c.split(".", 1)[0] + "."), c),
+    )
+    return frame[list(RUN_COLUMNS) + extra]
+
+
+def _timestamp(ms: int | None) -> pd.Timestamp:
+    return pd.NaT if ms is None else pd.Timestamp(ms, unit="ms", tz="UTC")
+
+
+def metric_history(tracking_uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
+    """``(step, value)`` of every logged value of metric ``key``, by step then logging time."""
+    client = MlflowClient(resolve_tracking_uri(tracking_uri))
+    _get_run(client, run_id)
+    history = sorted(client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))
+    return [(m.step, m.value) for m in history]
