@@ -403,11 +403,16 @@ class Tracker:
 
     # -- ending --
     def finish(self, run_id: str, status: str = "FINISHED", reason: str | None = None) -> None:
-        """End a run as FINISHED, FAILED or KILLED; a FAILED run always gets a ``reason`` tag."""
+        """End a run as FINISHED, FAILED or KILLED, tagging ``reason`` when given.
+
+        A FAILED run always carries a ``reason`` tag: one set earlier with :meth:`set_tags` is
+        kept, else it reads ``unknown``.
+        """
         if status not in FINAL_STATUSES:
             raise ValueError(f"status: expected one of {FINAL_STATUSES}, got {status!r}")
         if status == "FAILED" and reason is None:
-            reason = "unknown"
+            if REASON_TAG not in self._get_run(run_id).data.tags:
+                reason = "unknown"
         if reason is not None:
             self.set_tags(run_id, {REASON_TAG: reason})
         self.client.set_terminated(run_id, status=status)
@@ -425,7 +430,8 @@ class Tracker:
         )
         closed = []
         for run in _search(self.client, self.experiment_id, filter_string):
-            pass
+            if run.data.tags.get(TRIAL_TAG) in keep:
+                continue
             self.set_tags(run.info.run_id, {STATUS_TAG: "interrupted"})
             self.client.set_terminated(run.info.run_id, status="KILLED")
             closed.append(run.info.run_id)

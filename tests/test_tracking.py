@@ -137,6 +137,11 @@ def test_parent_and_children(tracker):
     assert run.data.params == {"model.depths": "[1, 2]"}
     assert run.info.status == "RUNNING" and run.info.run_name == "trial-a"
     assert tracker.client.get_run(parent).data.params == {"budget.trials": "4"}
+    # a resumed sweep re-enters its parent
+    tracker.finish(parent, "KILLED", reason="driver restart")
+    assert tracker.start_parent("sweep-1", {"budget": {"trials": 4}}, {}, run_id=parent) == parent
+    resumed = tracker.client.get_run(parent)
+    assert resumed.info.status == "RUNNING" and "reason" not in resumed.data.tags
 
 
 def test_child_restart_is_idempotent(tracker):
@@ -255,8 +260,11 @@ def test_artifacts_round_trip(tracker, tmp_path):
 # -- ending ---------------------------------------------------------------------------------------
 def test_finish_statuses_and_reason(tracker):
     parent = tracker.start_parent("sweep", {}, {})
-    done, failed, unknown, killed = (_child(tracker, parent, t) for t in "abcd")
+    done, failed, unknown, killed, tagged = (_child(tracker, parent, t) for t in "abcde")
     tracker.finish(done, "FINISHED")
+    tracker.set_tags(tagged, {"reason": "diverged"})
+    tracker.finish(tagged, "FAILED")  # a reason set earlier is kept
+    assert tracker.client.get_run(tagged).data.tags["reason"] == "diverged"
     tracker.finish(failed, "FAILED", reason="x" * 9000 + "CUDA out of memory")
     tracker.finish(unknown, "FAILED")
     tracker.finish(killed, "KILLED", reason="stopped by ASHA")
@@ -351,6 +359,7 @@ def test_flatten_params():
         "seed": "3",
     }
     assert list(flat) == sorted(flat)
+    assert flatten_params(flat) == flat  # already-flat string params pass through unchanged
     assert flatten_params({"b": 1, "a": 2}, prefix="x") == {"x.a": "2", "x.b": "1"}
     with pytest.raises(ValueError, match="'a.b' occurs twice"):
         flatten_params({"a.b": 1, "a": {"b": 2}})

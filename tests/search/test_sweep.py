@@ -1,0 +1,99 @@
+"""Sweeps end to end on a local Ray: faults recorded, every trial once in MLflow, resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mvit_lab.experiment import experiment_from_dict
+from mvit_lab.search.sweep import parse_sweep, run_sweep
+from mvit_lab.tracking import runs_dataframe
+
+TINY = dict(preset="hiera_t", input_size=[1, 16, 16], patch_kernel=[1, 2, 2],
+            patch_stride=[1, 2, 2], patch_padding=[0, 0, 0], depths=[1, 1], embed_dim=8,
+            mask_unit_size=[1, 4, 4], mask_unit_attn=[True, False], num_classes=10)
+
+
+def _exp(tmp_path, **sections):
+    tree = dict(name="faults", data=dict(dataset="digits"), model=dict(TINY),
+                train=dict(epochs=1, batch_size=256, threads=1),
+                tracking=dict(uri=str(tmp_path / "mlruns.db")), **sections)
+    return experiment_from_dict(tree, str(tmp_path / "exp.yaml"))
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True,
+             log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_faults_are_recorded_once_and_resume_runs_nothing_again(tmp_path, ray_local,
+                                                                  monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    # (lr ok, small) finishes; (lr 1e30, small) hits a NaN loss; width 256 breaks the params
+    # constraint and is pruned before training
+    exp = _exp(tmp_path, search=dict(grid={"train.lr": [0.003, 1.0e30], "embed_dim": [8, 256]},
+                                     constraints={"params": {"max": 200_000}}),
+               objectives={"val_top1": "max", "gflops": "min"}, budget=dict(concurrency=2))
+    result = run_sweep(exp)
+    assert result["counts"] == {"finished": 1, "failed": 1, "pruned": 2}
+    runs = runs_dataframe(result["tracking_uri"], "faults")
+    trials = runs[runs["parent_run_id"] == result["parent_run_id"]]
+    assert len(trials) == 4 and trials["tag.trial_id"].nunique() == 4
+    assert "RUNNING" not in set(runs["status"])
+    failed = trials[trials["tag.status"] == "failed"]
+    assert failed["tag.reason"].str.contains("FloatingPointError: loss is nan").all()
+    pruned = trials[trials["tag.status"] == "pruned"]
+    assert pruned["tag.reason"].str.contains("params .* > max 2e\\+05").all()
+    assert [r["status"] for r in result["front"]] == ["finished"]
+    assert result["front"][0]["val_top1"] > 0 and result["front"][0]["rank"] == 0
+    json.dumps(result["front"])  # the front is plain data, logged as JSON to the parent run
+    # resume: nothing is left to run and no run is duplicated
+    again = run_sweep(exp, resume=True)
+    runs = runs_dataframe(result["tracking_uri"], "faults")
+    assert len(runs[runs["parent_run_id"] == result["parent_run_id"]]) == 4
+    assert again["counts"] == result["counts"]
+
+
+def test_a_second_sweep_of_the_same_name_needs_resume(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "sweeps" / "faults").mkdir(parents=True)
+    (tmp_path / "runs" / "sweeps" / "faults" / "sweep.json").write_text("{}")
+    exp = _exp(tmp_path, search=dict(grid={"pool_mode": ["max"]}))
+    with pytest.raises(ValueError, match="use --resume"):
+        run_sweep(exp)
+    with pytest.raises(ValueError, match="no sweep to resume"):
+        run_sweep(_exp(tmp_path / "other", search=dict(grid={"pool_mode": ["max"]})),
+                  resume=True, storage=tmp_path / "elsewhere")
+
+
+def test_gpu_request_on_a_cpu_cluster_is_refused(tmp_path, ray_local, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    exp = _exp(tmp_path, search=dict(grid={"pool_mode": ["max"]}), resources=dict(gpus=1))
+    with pytest.raises(ValueError, match="resources.gpus: 1 per trial requested but the Ray "
+                                         "cluster has 0 GPUs"):
+        run_sweep(exp)
+
+
+@pytest.mark.parametrize(("sections", "message"), [
+    (dict(), "search: a sweep needs a search space"),
+    (dict(search="missing.yaml"), "no such search space file"),
+    (dict(search=dict(grid={"num_heads": [3, 5]})), r"2 point\(s\) cannot build"),
+    (dict(search=dict(grid={"pool_mode": ["max"]}), algorithm="nsga2"),
+     "nsga2 does not fit a grid search space"),
+    (dict(search=dict(params={"embed_dim": {"choice": [8, 16]}}), scheduler="asha",
+          objectives={"val_top1": "max", "gflops": "min"}), "asha stops trials early"),
+    (dict(search=dict(grid={"pool_mode": ["max"]}), budget=dict(seeds=0)), "budget.seeds"),
+    (dict(search=dict(grid={"pool_mode": ["max"]}), budget=dict(sample=3)),
+     "budget.sample: unknown key"),
+    (dict(search=dict(grid={"pool_mode": ["max"]}), objectives={"val_top1": "up"}), "sense"),
+])
+def test_sweep_sections_are_checked_before_anything_starts(tmp_path, sections, message):
+    with pytest.raises(ValueError, match=message):
+        parse_sweep(_exp(tmp_path, **sections))
