@@ -191,6 +191,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"Pareto front ({len(result['front'])} trials):")
     print(_table(_front_rows(result["front"], list(sweep.objectives)),
                  ["rank", "point", "seed", *names, *extra]))
+    if result.get("ladder"):
+        from mvit_lab.search.tables import format_ladder
+
+        print("\nLadder (Hiera paper, Table 1 form):")
+        print(format_ladder(result["ladder"], sweep.objectives[0].name))
     print(f"\nbrowse: mvit-lab pareto {args.experiment}   |   mlflow ui --backend-store-uri "
           f"{result['tracking_uri']}   (MLflow experiment '{result['mlflow_experiment']}', "
           f"parent run {result['parent_run_id']})")

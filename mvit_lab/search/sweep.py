@@ -280,13 +280,20 @@ def run_sweep(exp: Experiment, *, resume: bool = False, address: str | None = No
     records = _records(runs, sweep.objectives)
     front = front_table(records, sweep.objectives)
     tracker.log_dict(parent, front, "pareto_front.json")
+    ladder = None
+    if sweep.space.mode == "ladder":
+        from mvit_lab.search.tables import format_ladder, ladder_table
+
+        ladder = ladder_table(records, sweep.objectives[0].name)
+        tracker.log_text(parent, format_ladder(ladder, sweep.objectives[0].name), "ladder.md")
     counts: dict[str, int] = {}
     for r in records:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
     tracker.set_tags(parent, {f"trials_{k}": str(v) for k, v in counts.items()})
     tracker.finish(parent, "FINISHED")
     return dict(parent_run_id=parent, counts=counts, front=front, records=records,
-                tracking_uri=sweep.tracking_uri, mlflow_experiment=sweep.mlflow_experiment)
+                ladder=ladder, tracking_uri=sweep.tracking_uri,
+                mlflow_experiment=sweep.mlflow_experiment)
 
 
 def _param_space(sweep: SweepConfig, spec: dict[str, Any]) -> dict[str, Any]:
@@ -326,6 +333,7 @@ def _records(runs: Any, objectives: tuple[Objective, ...]) -> list[dict[str, Any
         rec = dict(run_id=row["run_id"], run_name=row.get("run_name"), status=status,
                    truncated=row.get("tag.truncated") == "true",
                    point=row.get("tag.point"), seed=row.get("tag.seed"),
+                   ladder_step=row.get("tag.ladder_step"),
                    reason=row.get("tag.reason"))
         for name in {o.name for o in objectives} | {"gflops", "params", "throughput",
                                                      "val_top1", "val_top5"}:

@@ -1,0 +1,67 @@
+"""Tables from trial records: ablation levels over seeds, and the Hiera paper's Table 1.
+
+Records are the plain dicts ``search.sweep`` builds from MLflow runs (``status``, ``point``,
+``ladder_step``, ``seed`` and metrics). Only finished, untruncated trials count.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ["format_ladder", "ladder_table", "mean_ci"]
+
+# two-sided 95% Student t quantiles for 1..30 degrees of freedom
+_T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+        2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+        2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+
+
+def mean_ci(values: Iterable[float]) -> tuple[float, float, float]:
+    """(mean, std, half-width of the 95% interval); std and interval are 0 for one value."""
+    xs = [float(v) for v in values]
+    if not xs:
+        return math.nan, math.nan, math.nan
+    mean = statistics.fmean(xs)
+    if len(xs) < 2:
+        return mean, 0.0, 0.0
+    std = statistics.stdev(xs)
+    t = _T95[min(len(xs) - 2, len(_T95) - 1)]
+    return mean, std, t * std / math.sqrt(len(xs))
+
+
+def _usable(r: dict[str, Any]) -> bool:
+    return r.get("status") == "finished" and not r.get("truncated")
+
+
+def ladder_table(records: list[dict[str, Any]], metric: str = "val_top1") -> list[dict[str, Any]]:
+    """One row per ladder step, in step order: metric mean / std / 95% interval over seeds,
+    GFLOPs, throughput, and the speed-up over the first step (Hiera paper, Table 1)."""
+    steps: dict[int, list[dict[str, Any]]] = {}
+    for r in records:
+        if _usable(r) and r.get("ladder_step") is not None:
+            steps.setdefault(int(r["ladder_step"]), []).append(r)
+    rows = []
+    for step in sorted(steps):
+        rs = steps[step]
+        mean, std, ci = mean_ci(r[metric] for r in rs if r.get(metric) is not None)
+        speed = statistics.fmean(r["throughput"] for r in rs if r.get("throughput"))
+        rows.append(dict(step=step, name=rs[0].get("point"), seeds=len(rs), mean=mean, std=std,
+                         ci95=ci, gflops=rs[0].get("gflops"), throughput=speed))
+    if rows:
+        first = rows[0]["throughput"]
+        for row in rows:
+            row["speedup"] = row["throughput"] / first if first else math.nan
+    return rows
+
+
+def format_ladder(rows: list[dict[str, Any]], metric: str = "val_top1") -> str:
+    """The ladder as a markdown table in the form of the Hiera paper's Table 1."""
+    lines = [f"| step | {metric} (mean ± std, n) | GFLOPs | throughput (/s) | speed-up |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r['mean']:.2f} ± {r['std']:.2f} ({r['seeds']}) | "
+                     f"{r['gflops']:.3f} | {r['throughput']:.1f} | {r['speedup']:.2f}x |")
+    return "\n".join(lines)
