@@ -1,5 +1,5 @@
 # Two entry points, each installing what it needs into .venv:
-#   make quickstart   the main job (for now: list the presets, build one)
+#   make quickstart   the main job: the quickstart sweep, ending with its Pareto front
 #   make test         lint + the whole test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -25,8 +25,7 @@ install: $(RUN_STAMP)
 install-dev: $(DEV_STAMP)
 
 quickstart: $(RUN_STAMP)
-	$(VENV)/bin/mvit-lab presets
-	$(VENV)/bin/mvit-lab build hiera_t
+	$(VENV)/bin/mvit-lab sweep experiments/quickstart.yaml $(if $(wildcard runs/sweeps/quickstart/sweep.json),--resume,)
 
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check mvit_lab tests

@@ -311,7 +311,8 @@ def _param_space(sweep: SweepConfig, spec: dict[str, Any]) -> dict[str, Any]:
 def _tune_config(sweep: SweepConfig) -> Any:
     from ray import tune
 
-    kw: dict[str, Any] = dict(max_concurrent_trials=sweep.concurrency)
+    # reused actors keep torch, MLflow and mvit-lab imported between trials
+    kw: dict[str, Any] = dict(max_concurrent_trials=sweep.concurrency, reuse_actors=True)
     if sweep.time_s:
         kw["time_budget_s"] = sweep.time_s
     if sweep.space.mode == "params":

@@ -106,14 +106,17 @@ def run_trial(spec: TrialSpec, report: Report | None = None) -> dict[str, Any]:
         dtype = "bfloat16" if device == "cuda" and exp.train.amp == "bfloat16" else "float32"
         from mvit_lab.build import build_model
 
+        setup = time.perf_counter() - started
+        measure_start = time.perf_counter()
         speed = measure_throughput(build_model(exp.model), batch_size=spec.throughput_batch,
                                    device=device, dtype=dtype, warmup=1, iters=2, repeats=2)
+        measure = time.perf_counter() - measure_start
         base.update(throughput=speed.items_per_s, latency_ms=speed.latency_ms)
         tracker.set_tags(run_id, dict(device=speed.device_name, mvit_lab_version=__version__,
                                       host_device=device_name(torch.device(device))))
         tracker.log_metrics(run_id, dict(throughput=speed.items_per_s,
                                          latency_ms=speed.latency_ms), step=0)
-        overhead = time.perf_counter() - started
+        tracking_start = time.perf_counter()
 
         def on_epoch(metrics: dict[str, Any]) -> None:
             tracker.log_metrics(run_id, {k: v for k, v in metrics.items()
@@ -121,12 +124,17 @@ def run_trial(spec: TrialSpec, report: Report | None = None) -> dict[str, Any]:
                                 step=int(metrics["epoch"]))
             emit(dict(base, **metrics, status="running"))
 
+        setup += time.perf_counter() - tracking_start
         out_dir = Path(spec.trials_dir) / tid
         resume = (out_dir / "checkpoint.pt").is_file()
+        train_start = time.perf_counter()
         result = train(exp, out_dir, resume=resume, callback=on_epoch)
+        train_seconds = time.perf_counter() - train_start
+        # everything but training and measuring: building, counting, tracking, data loading
+        overhead = setup + (train_seconds - result.final.get("train_seconds", train_seconds))
         final = dict(base, **{k: v for k, v in result.final.items()
                               if isinstance(v, (int, float, str))},
-                     status="finished", overhead_seconds=overhead)
+                     status="finished", overhead_seconds=overhead, measure_seconds=measure)
         tracker.log_metrics(run_id, {k: v for k, v in final.items()
                                      if isinstance(v, (int, float)) and math.isfinite(v)},
                             step=int(final.get("epochs", 0)))
