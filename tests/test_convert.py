@@ -237,16 +237,9 @@ def _assert_stages(ref_maps, ours_maps):
         assert diff <= TOL, f"stage {stage} differs by {diff:.2e}"
 
 
-def test_intermediates_timm_mvitv2():
-    ref, ours = converted_pair("timm", "mvitv2_tiny", dict(img_size=(64, 64)))
-    x = input_for(ours.cfg.input_size)
-    with torch.no_grad():
-        _assert_stages(ref.forward_intermediates(x, intermediates_only=True),
-                       ours.forward_intermediates(x))
-
-
-def test_intermediates_timm_hiera():
-    ref, ours = converted_pair("timm", "hiera_tiny_224", dict(img_size=(64, 64)))
+@pytest.mark.parametrize("name", ["mvitv2_tiny", "hiera_tiny_224"])
+def test_intermediates_timm(name):
+    ref, ours = converted_pair("timm", name, dict(img_size=(64, 64)))
     x = input_for(ours.cfg.input_size)
     with torch.no_grad():
         _assert_stages(ref.forward_intermediates(x, intermediates_only=True),

@@ -204,6 +204,15 @@ def _stage_of(model: MultiscaleViT) -> dict[int, int]:
     return stage_of
 
 
+def _scope(path: str, stage_of: dict[int, int]) -> str:
+    """``"<stage>|<module path>"``: the bucket a module's FLOPs are reported under."""
+    if path.startswith("blocks."):
+        return f"stage{stage_of[int(path.split('.')[1])]}|{path}"
+    if path.startswith(("norm", "head")):
+        return f"head|{path}"
+    return f"stem|{path}"
+
+
 def count_flops(cfg_or_model: ArchConfig | str | nn.Module, batch_size: int = 1,
                 backend: str = "meta") -> FlopReport:
     """FLOPs (multiply-adds) and parameters of one forward pass; see the module docstring."""
@@ -237,23 +246,12 @@ def count_flops(cfg_or_model: ArchConfig | str | nn.Module, batch_size: int = 1,
         counter.scope.pop()
 
     for path, module in model.named_modules():
-        if not path or (next(module.children(), None) is not None and path != "head"):
-            continue  # leaves only (and the head as a whole)
-        if path.startswith("blocks."):
-            label = f"stage{stage_of[int(path.split('.')[1])]}|{path}"
-        elif path.startswith(("norm", "head")):
-            label = f"head|{path}"
-        else:
-            label = f"stem|{path}"
-        handles.append(module.register_forward_pre_hook(enter(label)))
-        handles.append(module.register_forward_hook(leave))
-    # attention's own ops (SDPA, rel-pos, pooling glue) run in the attention module itself
-    for i, block in enumerate(model.blocks):
-        label = f"stage{stage_of[i]}|blocks.{i}.attn"
-        handles.append(block.attn.register_forward_pre_hook(enter(label)))
-        handles.append(block.attn.register_forward_hook(leave))
-        handles.append(block.register_forward_pre_hook(enter(f"stage{stage_of[i]}|blocks.{i}")))
-        handles.append(block.register_forward_hook(leave))
+        leaf = next(module.children(), None) is None
+        # leaves; the head as a whole; blocks and their attention, whose own ops (SDPA, the
+        # rel-pos bias, pooling glue) run outside any child module
+        if path and (leaf or path == "head" or re.fullmatch(r"blocks\.\d+(\.attn)?", path)):
+            handles.append(module.register_forward_pre_hook(enter(_scope(path, stage_of))))
+            handles.append(module.register_forward_hook(leave))
     try:
         with torch.no_grad(), counter:
             model(x)
@@ -337,12 +335,7 @@ def _count_fvcore(model: MultiscaleViT, cfg: ArchConfig, batch_size: int) -> Flo
         children = [p for p in by_module if p.startswith(path + ".") and p != path]
         if path == "" or (children and not path.endswith(".attn")):
             continue
-        if path.startswith("blocks."):
-            scope = f"stage{stage_of[int(path.split('.')[1])]}|{path}"
-        elif path.startswith(("norm", "head")):
-            scope = f"head|{path}"
-        else:
-            scope = f"stem|{path}"
+        scope = _scope(path, stage_of)
         own = dict(ops)
         if path.endswith(".attn"):  # only the attention core; its children count themselves
             depth = path.count(".") + 1
