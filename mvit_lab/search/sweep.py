@@ -31,7 +31,7 @@ from mvit_lab.configfile import safe_load
 from mvit_lab.experiment import Experiment
 from mvit_lab.search.pareto import Objective, front_table, parse_objectives
 from mvit_lab.search.space import Point, SearchSpace, parse_space, validate_points
-from mvit_lab.search.trial import TrialSpec, run_trial
+from mvit_lab.search.trial import TrialSpec, run_trial, trial_id
 
 __all__ = ["SweepConfig", "parse_sweep", "run_sweep"]
 
@@ -273,7 +273,8 @@ def run_sweep(exp: Experiment, *, resume: bool = False, address: str | None = No
                                run_config=tune.RunConfig(
                                    name="tune", storage_path=str(sweep_dir), verbose=0,
                                    failure_config=tune.FailureConfig(max_failures=0)))
-        tuner.fit()
+        results = tuner.fit()
+        _record_errors(results, sweep, tracker, parent)
     finally:
         tracker.close_stale(parent)
     runs = runs_dataframe(sweep.tracking_uri, sweep.mlflow_experiment, parent_run_id=parent)
@@ -294,6 +295,32 @@ def run_sweep(exp: Experiment, *, resume: bool = False, address: str | None = No
     return dict(parent_run_id=parent, counts=counts, front=front, records=records,
                 ladder=ladder, tracking_uri=sweep.tracking_uri,
                 mlflow_experiment=sweep.mlflow_experiment)
+
+
+def _record_errors(results: Any, sweep: SweepConfig, tracker: Any, parent: str) -> None:
+    """Trials whose process died (SIGKILL, out of memory) never reached their own failure
+    handler: finish their MLflow runs as FAILED with Ray's error as the reason."""
+    from mvit_lab.tracking import runs_dataframe
+
+    errored = [r for r in results if r.error is not None]
+    if not errored:
+        return
+    runs = runs_dataframe(sweep.tracking_uri, sweep.mlflow_experiment, parent_run_id=parent)
+    running = runs[runs["status"] == "RUNNING"].set_index("tag.trial_id")["run_id"] \
+        if len(runs) and "tag.trial_id" in runs else {}
+    for result in errored:
+        config = result.config
+        if "point_index" in config:
+            point = sweep.space.points()[config["point_index"]]
+            seed = int(config["seed"])
+        else:
+            point = _sampled_point(sweep.space, {k: config[k] for k in sweep.space.params})
+            seed = sweep.seeds[0]
+        tid = trial_id(point, seed)
+        if tid in running:
+            reason = f"{type(result.error).__name__}: {result.error}"[:1000]
+            tracker.set_tags(running[tid], dict(status="failed", reason=reason))
+            tracker.finish(running[tid], "FAILED")
 
 
 def _param_space(sweep: SweepConfig, spec: dict[str, Any]) -> dict[str, Any]:

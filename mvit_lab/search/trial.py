@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -52,6 +53,20 @@ def trial_id(point: Point, seed: int) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
+def _node_id() -> str:
+    """The Ray node a trial runs on (the host name outside Ray)."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return ray.get_runtime_context().get_node_id()
+    except Exception:  # no Ray context: a plain process
+        pass
+    import socket
+
+    return socket.gethostname()
+
+
 def _build(spec: TrialSpec) -> tuple[Experiment, Point, SearchSpace]:
     space = parse_space(spec.space)
     point = Point(**spec.point)
@@ -72,7 +87,7 @@ def run_trial(spec: TrialSpec, report: Report | None = None) -> dict[str, Any]:
     tid = trial_id(point, spec.seed)
     tracker = Tracker(spec.tracking_uri, spec.mlflow_experiment)
     tags = dict(trial_id=tid, point=point.name, seed=str(spec.seed), status="running",
-                search_mode=space.mode)
+                search_mode=space.mode, pid=str(os.getpid()), node=_node_id())
     if point.step is not None:
         tags["ladder_step"] = str(point.step)
     params = flatten_params(dict(model=exp.model.to_dict(),

@@ -1,0 +1,38 @@
+"""A sweep on a two-node Ray cluster started on this machine (ray.cluster_utils)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mvit_lab.experiment import experiment_from_dict
+from mvit_lab.search.sweep import run_sweep
+from mvit_lab.tracking import runs_dataframe
+
+TINY = dict(preset="hiera_t", input_size=[1, 16, 16], patch_kernel=[1, 2, 2],
+            patch_stride=[1, 2, 2], patch_padding=[0, 0, 0], depths=[1, 1], embed_dim=8,
+            mask_unit_size=[1, 4, 4], mask_unit_attn=[True, False], num_classes=10)
+
+
+@pytest.mark.slow
+def test_sweep_on_a_two_node_cluster(tmp_path, monkeypatch):
+    import ray
+    from ray.cluster_utils import Cluster
+
+    monkeypatch.chdir(tmp_path)
+    cluster = Cluster(initialize_head=True, head_node_args=dict(num_cpus=1))
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    try:
+        exp = experiment_from_dict(dict(
+            name="cluster", data=dict(dataset="digits"), model=dict(TINY),
+            train=dict(epochs=2, batch_size=128, threads=1),
+            tracking=dict(uri=str(tmp_path / "mlruns.db")),
+            search=dict(grid={"embed_dim": [8, 12, 16, 20]}),
+            budget=dict(concurrency=2), resources=dict(cpus=1)), str(tmp_path / "e.yaml"))
+        result = run_sweep(exp, address=cluster.address)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    assert result["counts"] == {"finished": 4}
+    runs = runs_dataframe(result["tracking_uri"], "cluster", parent_run_id=result["parent_run_id"])
+    assert len(runs) == 4 and runs["tag.node"].nunique() == 2  # both nodes ran trials

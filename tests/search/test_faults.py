@@ -1,0 +1,106 @@
+"""Fault injection: a trial killed with SIGKILL, and a driver interrupted then resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from mvit_lab.experiment import experiment_from_dict
+from mvit_lab.search.sweep import run_sweep
+from mvit_lab.tracking import runs_dataframe
+
+TINY = dict(preset="hiera_t", input_size=[1, 16, 16], patch_kernel=[1, 2, 2],
+            patch_stride=[1, 2, 2], patch_padding=[0, 0, 0], depths=[1, 1], embed_dim=8,
+            mask_unit_size=[1, 4, 4], mask_unit_attn=[True, False], num_classes=10)
+
+
+def _tree(tmp_path, name, epochs, widths):
+    return dict(name=name, data=dict(dataset="digits"), model=dict(TINY),
+                train=dict(epochs=epochs, batch_size=64, threads=1),
+                tracking=dict(uri=str(tmp_path / "mlruns.db")),
+                search=dict(grid={"embed_dim": widths}), budget=dict(concurrency=1))
+
+
+def _children(tmp_path, name):
+    runs = runs_dataframe(f"sqlite:///{tmp_path / 'mlruns.db'}", name)
+    return runs[runs["parent_run_id"].notna()] if len(runs) else runs
+
+
+@pytest.mark.slow
+def test_a_sigkilled_trial_is_recorded_as_failed_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    import ray
+
+    monkeypatch.chdir(tmp_path)
+    exp = experiment_from_dict(_tree(tmp_path, "sigkill", 6, [8, 12]), str(tmp_path / "e.yaml"))
+    killed = []
+
+    def assassin():  # kill the first trial's worker process once it is training
+        deadline = time.time() + 240
+        while time.time() < deadline and not killed:
+            try:
+                runs = _children(tmp_path, "sigkill")
+                live = runs[(runs["status"] == "RUNNING") & runs["metric.val_top1"].notna()] \
+                    if "metric.val_top1" in runs else []
+                if len(live):
+                    pid = int(live.iloc[0]["tag.pid"])
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(live.iloc[0]["run_id"])
+            except Exception:  # the store is being created; try again
+                pass
+            time.sleep(0.3)
+
+    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+    try:
+        watcher = threading.Thread(target=assassin, daemon=True)
+        watcher.start()
+        result = run_sweep(exp)
+        watcher.join(timeout=1)
+    finally:
+        ray.shutdown()
+    assert killed, "the trial finished before it could be killed"
+    runs = _children(tmp_path, "sigkill")
+    assert len(runs) == 2 and "RUNNING" not in set(runs["status"])
+    dead = runs.set_index("run_id").loc[killed[0]]
+    assert dead["status"] == "FAILED" and dead["tag.status"] == "failed"
+    assert "died" in dead["tag.reason"].lower() or "actor" in dead["tag.reason"].lower()
+    assert result["counts"] == {"failed": 1, "finished": 1}
+    assert [r["status"] for r in result["front"]] == ["finished"]
+
+
+@pytest.mark.slow
+def test_driver_interrupted_then_resumed_runs_every_trial_once(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text(json.dumps(_tree(tmp_path, "interrupt", 3, [8, 12, 16])))
+    cmd = [sys.executable, "-m", "mvit_lab.cli", "sweep", str(path)]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    driver = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 240
+    first_done = None
+    while time.time() < deadline:  # interrupt once one trial finished and another runs
+        try:
+            runs = _children(tmp_path, "interrupt")
+            if (runs["status"] == "FINISHED").any() and (runs["status"] == "RUNNING").any():
+                first_done = runs[runs["status"] == "FINISHED"].iloc[0]
+                break
+        except Exception:
+            pass
+        time.sleep(0.3)
+    assert first_done is not None, driver.communicate(timeout=5)[0].decode()[-2000:]
+    os.killpg(driver.pid, signal.SIGINT)  # Ctrl-C in the driver's terminal
+    driver.wait(timeout=120)
+    resumed = subprocess.run([*cmd, "--resume"], cwd=tmp_path, env=env, capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    runs = _children(tmp_path, "interrupt")
+    assert len(runs) == 3 and runs["tag.trial_id"].nunique() == 3
+    assert set(runs["status"]) == {"FINISHED"} and set(runs["tag.status"]) == {"finished"}
+    again = runs.set_index("run_id").loc[first_done["run_id"]]
+    assert again["start_time"] == first_done["start_time"]  # the finished trial did not rerun
