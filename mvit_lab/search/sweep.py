@@ -281,6 +281,7 @@ def run_sweep(exp: Experiment, *, resume: bool = False, address: str | None = No
     records = _records(runs, sweep.objectives)
     front = front_table(records, sweep.objectives)
     tracker.log_dict(parent, front, "pareto_front.json")
+    _log_front_figures(tracker, parent, records, sweep.objectives)
     ladder = None
     if sweep.space.mode == "ladder":
         from mvit_lab.search.tables import format_ladder, ladder_table
@@ -297,30 +298,51 @@ def run_sweep(exp: Experiment, *, resume: bool = False, address: str | None = No
                 mlflow_experiment=sweep.mlflow_experiment)
 
 
+def _log_front_figures(tracker: Any, parent: str, records: list[dict[str, Any]],
+                       objectives: tuple[Objective, ...]) -> None:
+    """The first objective against each other one (and GFLOPs), as HTML on the parent run.
+    plotly.js loads from its CDN; the dashboard's export writes self-contained files."""
+    from mvit_lab.plots import plot_front
+
+    y = objectives[0]
+    others = list(objectives[1:]) or [Objective("gflops", "min")]
+    for x in others:
+        color = next((o.name for o in objectives if o not in (x, y)), None)
+        fig = plot_front(records, objectives, x=x, y=y, color=color)
+        tracker.log_figure_html(parent, fig.to_html(include_plotlyjs="cdn", full_html=True),
+                                f"pareto_{y.name}_vs_{x.name}.html")
+
+
 def _record_errors(results: Any, sweep: SweepConfig, tracker: Any, parent: str) -> None:
     """Trials whose process died (SIGKILL, out of memory) never reached their own failure
-    handler: finish their MLflow runs as FAILED with Ray's error as the reason."""
+    handler: finish their MLflow runs as FAILED, with Ray's error as the reason."""
     from mvit_lab.tracking import runs_dataframe
 
     errored = [r for r in results if r.error is not None]
-    if not errored:
-        return
+    if not errored or results.num_errors + results.num_terminated < len(results):
+        return  # nothing died, or an interrupted run: close_stale and --resume handle it
     runs = runs_dataframe(sweep.tracking_uri, sweep.mlflow_experiment, parent_run_id=parent)
-    running = runs[runs["status"] == "RUNNING"].set_index("tag.trial_id")["run_id"] \
-        if len(runs) and "tag.trial_id" in runs else {}
+    if not len(runs):
+        return
+    live = runs[runs["status"] == "RUNNING"]
+    running = dict(zip(live["tag.trial_id"], live["run_id"]))
+    reasons: dict[str, str] = {}
     for result in errored:
         config = result.config
+        if not config:  # errored before its first report
+            continue
         if "point_index" in config:
             point = sweep.space.points()[config["point_index"]]
             seed = int(config["seed"])
         else:
             point = _sampled_point(sweep.space, {k: config[k] for k in sweep.space.params})
             seed = sweep.seeds[0]
-        tid = trial_id(point, seed)
-        if tid in running:
-            reason = f"{type(result.error).__name__}: {result.error}"[:1000]
-            tracker.set_tags(running[tid], dict(status="failed", reason=reason))
-            tracker.finish(running[tid], "FAILED")
+        reasons[trial_id(point, seed)] = f"{type(result.error).__name__}: {result.error}"
+    first = f"{type(errored[0].error).__name__}: {errored[0].error}"
+    for tid, run_id in running.items():
+        reason = reasons.get(tid, f"the trial's process died before reporting ({first})")
+        tracker.set_tags(run_id, dict(status="failed", reason=reason[:1000]))
+        tracker.finish(run_id, "FAILED")
 
 
 def _param_space(sweep: SweepConfig, spec: dict[str, Any]) -> dict[str, Any]:

@@ -52,6 +52,11 @@ def test_faults_are_recorded_once_and_resume_runs_nothing_again(tmp_path, ray_lo
     pruned = trials[trials["tag.status"] == "pruned"]
     assert pruned["tag.reason"].str.contains("params .* > max 2e\\+05").all()
     assert [r["status"] for r in result["front"]] == ["finished"]
+    from mlflow import MlflowClient
+
+    artifacts = {a.path for a in MlflowClient(result["tracking_uri"]).list_artifacts(
+        result["parent_run_id"])}
+    assert {"pareto_front.json", "pareto_val_top1_vs_gflops.html"} <= artifacts
     assert result["front"][0]["val_top1"] > 0 and result["front"][0]["rank"] == 0
     json.dumps(result["front"])  # the front is plain data, logged as JSON to the parent run
     # resume: nothing is left to run and no run is duplicated
