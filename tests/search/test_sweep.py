@@ -102,3 +102,16 @@ def test_gpu_request_on_a_cpu_cluster_is_refused(tmp_path, ray_local, monkeypatc
 def test_sweep_sections_are_checked_before_anything_starts(tmp_path, sections, message):
     with pytest.raises(ValueError, match=message):
         parse_sweep(_exp(tmp_path, **sections))
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="raises only without CUDA")
+def test_a_trial_that_raises_is_recorded_with_its_reason(tmp_path, ray_local, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    # train.device=cuda on a machine without CUDA: train() raises a ValueError in the trial
+    exp = _exp(tmp_path, search=dict(grid={"train.device": ["cuda", "cpu"]}))
+    result = run_sweep(exp)
+    assert result["counts"] == {"failed": 1, "finished": 1}
+    runs = runs_dataframe(result["tracking_uri"], "faults")
+    failed = runs[runs["tag.status"] == "failed"].iloc[0]
+    assert failed["status"] == "FAILED"
+    assert failed["tag.reason"].startswith("ValueError: train.device: cuda requested")
