@@ -193,39 +193,23 @@ def _reference_or_skip(source, name, kwargs):
         raise AssertionError from err
 
 
+FAMILIES = [
+    ("timm", "mvitv2_tiny", timm_mvitv2_args()),
+    ("timm", "hiera_tiny_224", hiera_args(video=False, timm=True)),
+    ("hiera", "hiera_tiny_224", hiera_args(video=False, timm=False)),
+    ("hiera", "hiera_base_16x224", hiera_args(video=True, timm=False)),
+    ("torchvision", "mvit_v2_s", torchvision_args()),
+]
+
+
+@pytest.mark.parametrize(("source", "name", "strategy"), FAMILIES,
+                         ids=[f"{s}-{n}" for s, n, _ in FAMILIES])
 @SETTINGS
-@given(kwargs=timm_mvitv2_args())
-def test_timm_mvitv2_variants(kwargs):
-    _reference_or_skip("timm", "mvitv2_tiny", kwargs)
-    _check("timm", "mvitv2_tiny", kwargs)
-
-
-@SETTINGS
-@given(kwargs=hiera_args(video=False, timm=True))
-def test_timm_hiera_variants(kwargs):
-    _reference_or_skip("timm", "hiera_tiny_224", kwargs)
-    _check("timm", "hiera_tiny_224", kwargs)
-
-
-@SETTINGS
-@given(kwargs=hiera_args(video=False, timm=False))
-def test_official_hiera_image_variants(kwargs):
-    _reference_or_skip("hiera", "hiera_tiny_224", kwargs)
-    _check("hiera", "hiera_tiny_224", kwargs)
-
-
-@SETTINGS
-@given(kwargs=hiera_args(video=True, timm=False))
-def test_official_hiera_video_variants(kwargs):
-    _reference_or_skip("hiera", "hiera_base_16x224", kwargs)
-    _check("hiera", "hiera_base_16x224", kwargs)
-
-
-@SETTINGS
-@given(kwargs=torchvision_args())
-def test_torchvision_variants(kwargs):
-    _reference_or_skip("torchvision", "mvit_v2_s", kwargs)
-    _check("torchvision", "mvit_v2_s", kwargs)
+@given(data=st.data())
+def test_variants_from_the_references_own_arguments(source, name, strategy, data):
+    kwargs = data.draw(strategy)
+    _reference_or_skip(source, name, kwargs)
+    _check(source, name, kwargs)
 
 
 # -- per-stage features, so a mismatch points at its stage ----------------------------------------
