@@ -196,6 +196,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
         print("\nLadder (Hiera paper, Table 1 form):")
         print(format_ladder(result["ladder"], sweep.objectives[0].name))
+    for table in result.get("ablations") or []:
+        if table:
+            from mvit_lab.search.tables import format_ablation
+
+            print(f"\nAblation of {table[0]['factor']}:")
+            print(format_ablation(table, sweep.objectives[0].name))
     print(f"\nbrowse: mvit-lab pareto {args.experiment}   |   mlflow ui --backend-store-uri "
           f"{result['tracking_uri']}   (MLflow experiment '{result['mlflow_experiment']}', "
           f"parent run {result['parent_run_id']})")

@@ -288,13 +288,22 @@ def run_sweep(exp: Experiment, *, resume: bool = False, address: str | None = No
 
         ladder = ladder_table(records, sweep.objectives[0].name)
         tracker.log_text(parent, format_ladder(ladder, sweep.objectives[0].name), "ladder.md")
+    ablations = []
+    if sweep.space.mode == "grid":
+        from mvit_lab.search.tables import ablation_table, format_ablation
+
+        metric = sweep.objectives[0].name
+        ablations = [ablation_table(records, k, metric) for k in sweep.space.grid
+                     if not k.startswith("train.")]
+        tracker.log_text(parent, "\n\n".join(format_ablation(t, metric) for t in ablations
+                                              if t), "ablation.md")
     counts: dict[str, int] = {}
     for r in records:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
     tracker.set_tags(parent, {f"trials_{k}": str(v) for k, v in counts.items()})
     tracker.finish(parent, "FINISHED")
     return dict(parent_run_id=parent, counts=counts, front=front, records=records,
-                ladder=ladder, tracking_uri=sweep.tracking_uri,
+                ladder=ladder, ablations=ablations, tracking_uri=sweep.tracking_uri,
                 mlflow_experiment=sweep.mlflow_experiment)
 
 
@@ -375,6 +384,14 @@ def _tune_config(sweep: SweepConfig) -> Any:
     return tune.TuneConfig(**kw)
 
 
+def _param_value(text: str) -> Any:
+    """A flattened MLflow param back to its value (JSON, or the plain string)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
 def _records(runs: Any, objectives: tuple[Objective, ...]) -> list[dict[str, Any]]:
     """One record per trial run: status, truncated flag, objectives, point and config."""
     out = []
@@ -385,6 +402,8 @@ def _records(runs: Any, objectives: tuple[Objective, ...]) -> list[dict[str, Any
                    point=row.get("tag.point"), seed=row.get("tag.seed"),
                    ladder_step=row.get("tag.ladder_step"),
                    reason=row.get("tag.reason"))
+        rec["model"] = {col[len("param.model."):]: _param_value(row[col]) for col in row.index
+                        if col.startswith("param.model.") and isinstance(row[col], str)}
         for name in {o.name for o in objectives} | {"gflops", "params", "throughput",
                                                      "val_top1", "val_top5"}:
             value = row.get(f"metric.{name}")

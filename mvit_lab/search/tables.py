@@ -6,12 +6,13 @@ Records are the plain dicts ``search.sweep`` builds from MLflow runs (``status``
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["format_ladder", "ladder_table", "mean_ci"]
+__all__ = ["ablation_table", "format_ablation", "format_ladder", "ladder_table", "mean_ci"]
 
 # two-sided 95% Student t quantiles for 1..30 degrees of freedom
 _T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
@@ -64,4 +65,45 @@ def format_ladder(rows: list[dict[str, Any]], metric: str = "val_top1") -> str:
     for r in rows:
         lines.append(f"| {r['name']} | {r['mean']:.2f} ± {r['std']:.2f} ({r['seeds']}) | "
                      f"{r['gflops']:.3f} | {r['throughput']:.1f} | {r['speedup']:.2f}x |")
+    return "\n".join(lines)
+
+
+def ablation_table(records: list[dict[str, Any]], factor: str, metric: str = "val_top1",
+                   baseline: Any = None) -> list[dict[str, Any]]:
+    """One row per level of ``factor`` (a model knob, read from each record's ``model``):
+    the metric's mean, std and 95% interval over every trial at that level (seeds and the
+    other factors' levels), and the difference from the ``baseline`` level (default: the
+    first level seen)."""
+    levels: dict[str, list[float]] = {}
+    shown: dict[str, Any] = {}
+    for r in records:
+        if not _usable(r) or r.get(metric) is None or factor not in (r.get("model") or {}):
+            continue
+        value = r["model"][factor]
+        key = json.dumps(value, sort_keys=True)
+        shown.setdefault(key, value)
+        levels.setdefault(key, []).append(float(r[metric]))
+    if not levels:
+        return []
+    base_key = json.dumps(baseline, sort_keys=True) if baseline is not None else next(iter(levels))
+    if base_key not in levels:
+        raise ValueError(f"baseline: {factor}={baseline!r} has no finished trials")
+    base_mean = mean_ci(levels[base_key])[0]
+    rows = []
+    for key, values in levels.items():
+        mean, std, ci = mean_ci(values)
+        rows.append(dict(factor=factor, level=shown[key], n=len(values), mean=mean, std=std,
+                         ci95=ci, diff=mean - base_mean, baseline=key == base_key))
+    return rows
+
+
+def format_ablation(rows: list[dict[str, Any]], metric: str = "val_top1") -> str:
+    """An ablation table as markdown: level, mean ± 95% interval (n), difference."""
+    if not rows:
+        return ""
+    lines = [f"| {rows[0]['factor']} | {metric} (mean ± 95% CI, n) | vs baseline |",
+             "|---|---|---|"]
+    for r in rows:
+        diff = "baseline" if r["baseline"] else f"{r['diff']:+.2f}"
+        lines.append(f"| {r['level']} | {r['mean']:.2f} ± {r['ci95']:.2f} ({r['n']}) | {diff} |")
     return "\n".join(lines)

@@ -56,7 +56,10 @@ def test_faults_are_recorded_once_and_resume_runs_nothing_again(tmp_path, ray_lo
 
     artifacts = {a.path for a in MlflowClient(result["tracking_uri"]).list_artifacts(
         result["parent_run_id"])}
-    assert {"pareto_front.json", "pareto_val_top1_vs_gflops.html"} <= artifacts
+    assert {"pareto_front.json", "pareto_val_top1_vs_gflops.html", "ablation.md"} <= artifacts
+    # the grid's model knob gets an ablation table; only the finished trial counts
+    (table,) = result["ablations"]
+    assert [(r["factor"], r["level"], r["n"]) for r in table] == [("embed_dim", 8, 1)]
     assert result["front"][0]["val_top1"] > 0 and result["front"][0]["rank"] == 0
     json.dumps(result["front"])  # the front is plain data, logged as JSON to the parent run
     # resume: nothing is left to run and no run is duplicated

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import pytest
+
+from mvit_lab.search.tables import (
+    ablation_table,
+    format_ablation,
+    format_ladder,
+    ladder_table,
+    mean_ci,
+)
+
+
+def _rec(pool, kernel, seed, top1, status="finished", **kw):
+    return dict(status=status, model=dict(pool_mode=pool, pool_kernel=kernel), seed=seed,
+                val_top1=top1, **kw)
+
+
+RECORDS = [
+    _rec("max", "stride", 0, 90.0), _rec("max", "stride", 1, 92.0),
+    _rec("conv", "stride", 0, 95.0), _rec("conv", "stride", 1, 97.0),
+    _rec("conv", [3, 3, 3], 0, 99.0), _rec("max", [3, 3, 3], 0, 91.0),
+    _rec("avg", "stride", 0, 50.0, status="failed"),  # never counted
+    _rec("avg", "stride", 1, 10.0, truncated=True),
+]
+
+
+def test_mean_ci_matches_hand_computed_values():
+    mean, std, ci = mean_ci([90.0, 92.0])
+    assert (mean, std) == (91.0, pytest.approx(1.41421356))
+    assert ci == pytest.approx(12.706 * 1.41421356 / 2 ** 0.5)  # t(0.975, 1 dof) * s / sqrt(n)
+    assert mean_ci([3.0]) == (3.0, 0.0, 0.0)
+
+
+def test_ablation_by_level_with_baseline_difference():
+    rows = ablation_table(RECORDS, "pool_mode")
+    assert [(r["level"], r["n"]) for r in rows] == [("max", 3), ("conv", 3)]
+    assert rows[0]["mean"] == pytest.approx(91.0) and rows[0]["baseline"]
+    assert rows[1]["mean"] == pytest.approx(97.0) and rows[1]["diff"] == pytest.approx(6.0)
+    kernels = ablation_table(RECORDS, "pool_kernel", baseline=[3, 3, 3])
+    assert [r["level"] for r in kernels] == ["stride", [3, 3, 3]]
+    assert kernels[0]["diff"] == pytest.approx(93.5 - 95.0)
+    text = format_ablation(rows)
+    assert "| max | 91.00 ± " in text and "| baseline |" in text and "| +6.00 |" in text
+    with pytest.raises(ValueError, match="baseline: pool_mode='avg' has no finished trials"):
+        ablation_table(RECORDS, "pool_mode", baseline="avg")
+
+
+def test_ladder_table_speedup_and_format():
+    records = [dict(status="finished", ladder_step="0", point="mvitv2", seed=s, val_top1=v,
+                    gflops=2.0, throughput=100.0) for s, v in ((0, 90.0), (1, 92.0))]
+    records += [dict(status="finished", ladder_step="1", point="hiera", seed=0, val_top1=89.0,
+                     gflops=1.5, throughput=250.0),
+                dict(status="pruned", ladder_step="1", point="hiera", seed=1)]
+    rows = ladder_table(records)
+    assert [(r["name"], r["seeds"]) for r in rows] == [("mvitv2", 2), ("hiera", 1)]
+    assert rows[1]["speedup"] == pytest.approx(2.5)
+    assert "| hiera | 89.00 ± 0.00 (1) | 1.500 | 250.0 | 2.50x |" in format_ladder(rows)
