@@ -19,6 +19,11 @@ def test_sweep_on_a_two_node_cluster(tmp_path, monkeypatch):
     from ray.cluster_utils import Cluster
 
     monkeypatch.chdir(tmp_path)
+    # Cluster exports RAY_ADDRESS itself; monkeypatch restores it (later ray.init calls in
+    # this process must not find the torn-down cluster)
+    monkeypatch.setenv("RAY_ADDRESS", "")
+    monkeypatch.delenv("RAY_ADDRESS")
+    ray.shutdown()
     cluster = Cluster(initialize_head=True, head_node_args=dict(num_cpus=1))
     cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()

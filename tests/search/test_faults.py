@@ -56,7 +56,8 @@ def test_a_sigkilled_trial_is_recorded_as_failed_and_the_sweep_goes_on(tmp_path,
                 pass
             time.sleep(0.3)
 
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+    ray.shutdown()  # a fresh local instance, whatever ran before in this process
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         watcher = threading.Thread(target=assassin, daemon=True)
         watcher.start()

@@ -26,8 +26,8 @@ def _exp(tmp_path, **sections):
 def ray_local():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True,
-             log_to_driver=False)
+    ray.shutdown()  # a fresh local instance, whatever ran before in this process
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 
