@@ -258,11 +258,12 @@ def count_flops(cfg_or_model: ArchConfig | str | nn.Module, batch_size: int = 1,
     finally:
         for h in handles:
             h.remove()
-    return _report(counter.macs, counter.other, dict(counter.skipped), cfg, batch_size, "meta")
+    return _report(counter.macs, counter.other, dict(counter.skipped), model, batch_size, "meta")
 
 
 def _report(macs: dict[tuple[str, str], int], other: dict[tuple[str, str], int],
-            skipped: dict[str, int], cfg: ArchConfig, batch_size: int, backend: str) -> FlopReport:
+            skipped: dict[str, int], model: nn.Module, batch_size: int,
+            backend: str) -> FlopReport:
     by_stage: dict[str, float] = defaultdict(float)
     by_module: dict[str, float] = defaultdict(float)
     by_operator: dict[str, float] = defaultdict(float)
@@ -271,10 +272,9 @@ def _report(macs: dict[tuple[str, str], int], other: dict[tuple[str, str], int],
         by_stage[stage] += n / 1e9
         by_module[_module_kind(path or stage)] += n / 1e9
         by_operator[op] += n / 1e9
-    from mvit_lab.build import count_params
-
     return FlopReport(
-        gflops=sum(macs.values()) / 1e9, params=count_params(cfg), batch_size=batch_size,
+        gflops=sum(macs.values()) / 1e9, params=sum(p.numel() for p in model.parameters()),
+        batch_size=batch_size,
         by_stage=dict(sorted(by_stage.items(), key=lambda kv: _stage_order(kv[0]))),
         by_module=dict(sorted(by_module.items(), key=lambda kv: -kv[1])),
         by_operator=dict(sorted(by_operator.items(), key=lambda kv: -kv[1])),
@@ -347,7 +347,7 @@ def _count_fvcore(model: MultiscaleViT, cfg: ArchConfig, batch_size: int) -> Flo
                 bucket = other if op in ("layer_norm", "max_pool2d", "max_pool3d", "avg_pool2d",
                                          "avg_pool3d") else macs
                 bucket[(scope, op)] += n
-    return _report(macs, other, {k: v for k, v in skipped.items() if not _free_jit(k)}, cfg,
+    return _report(macs, other, {k: v for k, v in skipped.items() if not _free_jit(k)}, model,
                    batch_size, "fvcore")
 
 

@@ -125,8 +125,6 @@ def parse_sweep(exp: Experiment) -> SweepConfig:
         raise ValueError("scheduler: asha stops trials early and Optuna would take their "
                          "truncated values as complete; use none for multi-objective fronts")
     tracking = _section(extra, "tracking", {"uri", "experiment"})
-    base_dir = Path(exp.path).parent if exp.path else Path(".")
-    del base_dir  # the store lives where the sweep is run from, like runs/
     return SweepConfig(
         space=space, space_tree=space_tree, objectives=objectives, algorithm=algorithm,
         samples=samples, seeds=seeds, concurrency=concurrency, time_s=time_s, cpus=cpus,
