@@ -84,6 +84,10 @@ class ProcessPeakMemory:
             Path("/proc/self/clear_refs").write_text("5")
         except OSError:
             self.exact = False
+        # the reset must show: the high-water mark falls to (about) the current RSS; where it
+        # does not (some kernels and sandboxes), the reading is the lifetime peak
+        if self.exact and _vm_hwm() > _vm_rss() + 16 * 2**20:
+            self.exact = False
         self.peak_bytes = 0
         return self
 
@@ -94,14 +98,22 @@ class ProcessPeakMemory:
             self.peak_bytes = _ru_maxrss()
 
 
-def _vm_hwm() -> int:
+def _status_kib(field: str) -> int:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
     return 0
+
+
+def _vm_hwm() -> int:
+    return _status_kib("VmHWM:")
+
+
+def _vm_rss() -> int:
+    return _status_kib("VmRSS:")
 
 
 def _ru_maxrss() -> int:
