@@ -17,6 +17,7 @@ from torch import nn
 
 from mvit_lab.config import pool_padding
 from mvit_lab.models._layout import (
+    Units,
     from_grid,
     heads_merge,
     pool_tokens,
@@ -25,7 +26,8 @@ from mvit_lab.models._layout import (
     window_partition,
 )
 
-__all__ = ["MultiScaleAttention", "Pool", "pool_grid", "rel_pos_bias", "rel_pos_index"]
+__all__ = ["MultiScaleAttention", "Pool", "pool_grid", "rel_pos_bias", "rel_pos_bias_at",
+           "rel_pos_index"]
 
 _AXES = "xyz"
 
@@ -122,6 +124,28 @@ def rel_pos_bias(q: torch.Tensor, q_size: tuple[int, ...], k_size: tuple[int, ..
     return bias.reshape(b, h, math.prod(q_size), math.prod(k_size))
 
 
+def rel_pos_bias_at(q: torch.Tensor, q_pos: torch.Tensor, k_pos: torch.Tensor,
+                    tables: list[torch.Tensor | None]) -> torch.Tensor:
+    """The decomposed relative-position bias ``[B, heads, Lq, Lk]`` of tokens at arbitrary
+    positions (a sparse forward keeps only some of the grid).
+
+    ``q_pos`` ``[B, Lq, ndim]`` and ``k_pos`` ``[B, Lk, ndim]`` are positions on the full grids
+    that ``tables[a]`` (``[q_a, k_a, hd]``, as for ``rel_pos_bias``) were gathered for.
+    """
+    b, h, lq, _ = q.shape
+    lk = k_pos.shape[1]
+    bias = None
+    for axis, table in enumerate(tables):
+        if table is None:
+            continue
+        rows = table[q_pos[..., axis]]  # [B, Lq, k_a, hd]: each query's row of the table
+        term = torch.einsum("bhqc,bqkc->bhqk", q, rows)  # [B, heads, Lq, k_a]
+        term = term.gather(-1, k_pos[:, None, None, :, axis].expand(b, h, lq, lk))
+        bias = term if bias is None else bias + term
+    assert bias is not None
+    return bias
+
+
 class MultiScaleAttention(nn.Module):
     """Pooling attention over ``[B, (1 +) L, dim]`` tokens, returning ``[B, (1 +) L', attn_dim]``.
 
@@ -194,27 +218,36 @@ class MultiScaleAttention(nn.Module):
         return [None if name is None else getattr(self, name)[getattr(self, f"{name}_index")]
                 for name in self._rel_axes]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, _ = x.shape
+    def forward(self, x: torch.Tensor, units: Units | None = None) -> torch.Tensor:
+        """``[B, (1 +) L, dim]`` -> ``[B, (1 +) L', attn_dim]``; with ``units``, the sparse
+        layout ``[B * U, Lu, dim]`` -> ``[B * U, Lu', attn_dim]`` (see ``Units``)."""
+        if units is not None:
+            return self._forward_units(x, units)
+        b = x.shape[0]
         if self._windows_first:
             return self._forward_windows_first(x)
-        # [B, N, 3 * attn_dim] -> [3, B, heads, N, hd]
-        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        q, k, v = self._qkv(x)
         if self.pool_q is not None:
             q = self.pool_q(q, self.in_grid, self.has_cls)  # [B, heads, (1 +) Lq, hd]
         if self.pool_k is not None:
             k = self.pool_k(k, self.in_grid, self.has_cls)  # [B, heads, (1 +) Lk, hd]
             v = self.pool_v(v, self.in_grid, self.has_cls)
-        q_span, k_span = self.q_grid, self.kv_grid
-        if self.q_window is not None:
-            # [B * windows, heads, tokens per window, hd]; no cls token here (validation).
-            # Three plain copies: one rank-10 permute of the whole qkv measured 5x slower.
-            q = window_partition(q, self.q_grid, self.q_window)
-            k = window_partition(k, self.kv_grid, self.kv_window)
-            v = window_partition(v, self.kv_grid, self.kv_window)
-            q_span, k_span = self.q_window, self.kv_window
-        return self._attend(q, k, v, q_span, k_span, b)
+        if self.q_window is None:
+            out = self._attend(q, k, v, self._bias(q, self.q_grid, self.kv_grid))
+            return self.proj(heads_merge(out))  # [B, (1 +) Lq, attn_dim]
+        # [B * windows, heads, tokens per window, hd]; no cls token here (validation).
+        # Three plain copies: one rank-10 permute of the whole qkv measured 5x slower.
+        q = window_partition(q, self.q_grid, self.q_window)
+        k = window_partition(k, self.kv_grid, self.kv_window)
+        v = window_partition(v, self.kv_grid, self.kv_window)
+        out = self._attend(q, k, v, self._bias(q, self.q_window, self.kv_window))
+        return self.proj(window_merge(out, b, self.q_grid, self.q_window))  # [B, Lq, attn_dim]
+
+    def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``[B', N, dim]`` -> q, k, v, each ``[B', heads, N, hd]``."""
+        b, n, _ = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim)
+        return qkv.permute(2, 0, 3, 1, 4).unbind(0)
 
     def _forward_windows_first(self, x: torch.Tensor) -> torch.Tensor:
         """Mask-unit attention where nothing pools across windows (Hiera's case): the input
@@ -224,32 +257,61 @@ class MultiScaleAttention(nn.Module):
         b = x.shape[0]
         window = self.kv_window  # k and v are not pooled: the input window
         xw = window_partition(x.unsqueeze(1), self.in_grid, window).squeeze(1)
-        bw, lw, _ = xw.shape
-        # [B * windows, Lw, 3 * attn_dim] -> [3, B * windows, heads, Lw, hd]
-        qkv = self.qkv(xw).reshape(bw, lw, 3, self.num_heads, self.head_dim)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        q, k, v = self._qkv(xw)  # [B * windows, heads, Lw, hd]
         if self.pool_q is not None:
             q = pool_tokens(q, window, self.pool_q.stride, self.pool_q.mode)
-        return self._attend(q, k, v, self.q_window, window, b)
+        out = self._attend(q, k, v, self._bias(q, self.q_window, window))
+        return self.proj(window_merge(out, b, self.q_grid, self.q_window))
 
-    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                q_span: tuple[int, ...], k_span: tuple[int, ...], b: int) -> torch.Tensor:
-        """Attention of ``[B', heads, Lq, hd]`` queries, residual pooling, heads merged back
-        to ``[B, (1 +) Lq, attn_dim]`` tokens, output projection."""
+    def _forward_units(self, x: torch.Tensor, units: Units) -> torch.Tensor:
+        """The sparse forward: pooling runs inside each kept unit (zero-padded at its border:
+        the separate-and-pad treatment), attention within a unit where this block uses
+        mask-unit attention (a window is exactly one unit) and over all kept tokens of a
+        sample otherwise."""
+        in_grid, q_grid, kv_grid = (units.grid(g) for g in (self.in_grid, self.q_grid,
+                                                              self.kv_grid))
+        q, k, v = self._qkv(x)  # [B * U, heads, Lu, hd]
+        if self.pool_q is not None:
+            q = self.pool_q(q, in_grid, False)
+        if self.pool_k is not None:
+            k = self.pool_k(k, in_grid, False)
+            v = self.pool_v(v, in_grid, False)
+        if self.q_window is not None:
+            out = self._attend(q, k, v, self._bias(q, q_grid, kv_grid))
+            return self.proj(heads_merge(out))  # [B * U, Lq_u, attn_dim]
+        b, u, lq = units.batch, units.kept, q.shape[2]
+
+        def per_sample(t: torch.Tensor) -> torch.Tensor:
+            # [B * U, heads, Lu, hd] -> [B, heads, U * Lu, hd]
+            return t.reshape(b, u, self.num_heads, -1, self.head_dim).transpose(1, 2).flatten(
+                2, 3)
+
+        q, k, v = per_sample(q), per_sample(k), per_sample(v)
         bias = None
         if self._rel_axes:
-            bias = rel_pos_bias(q[:, :, 1:] if self.has_cls else q, q_span, k_span,
-                                self._rel_tables())
-            if self.has_cls:
-                bias = F.pad(bias, (1, 0, 1, 0))  # the cls row and column get no bias
+            bias = rel_pos_bias_at(q, units.coords(self.q_grid), units.coords(self.kv_grid),
+                                   self._rel_tables())
+        out = heads_merge(self._attend(q, k, v, bias))  # [B, U * Lq_u, attn_dim]
+        return self.proj(out.reshape(b * u, lq, self.attn_dim))
+
+    def _bias(self, q: torch.Tensor, q_span: tuple[int, ...],
+              k_span: tuple[int, ...]) -> torch.Tensor | None:
+        """The relative-position bias of dense (or windowed) queries; None without one."""
+        if not self._rel_axes:
+            return None
+        bias = rel_pos_bias(q[:, :, 1:] if self.has_cls else q, q_span, k_span,
+                            self._rel_tables())
+        if self.has_cls:
+            bias = F.pad(bias, (1, 0, 1, 0))  # the cls row and column get no bias
+        return bias
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                bias: torch.Tensor | None) -> torch.Tensor:
+        """Attention of ``[B', heads, Lq, hd]`` queries plus residual pooling; same shape out."""
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         if self.residual_pooling:
             if self.has_cls and not self.residual_pooling_cls:
                 out = torch.cat((out[:, :, :1], out[:, :, 1:] + q[:, :, 1:]), dim=2)
             else:
                 out = out + q
-        if self.q_window is not None:
-            out = window_merge(out, b, self.q_grid, self.q_window)  # [B, Lq, attn_dim]
-        else:
-            out = heads_merge(out)  # [B, (1 +) Lq, attn_dim]
-        return self.proj(out)
+        return out

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from mvit_lab.config import BlockSpec, pool_padding
-from mvit_lab.models._layout import from_grid, pool_tokens, to_grid
+from mvit_lab.models._layout import Units, from_grid, pool_tokens, to_grid
 from mvit_lab.models.attention import MultiScaleAttention, pool_grid
 
 __all__ = ["DropPath", "Mlp", "MultiScaleBlock"]
@@ -19,11 +19,14 @@ class DropPath(nn.Module):
         super().__init__()
         self.p = p
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rows_per_sample: int = 1) -> torch.Tensor:
+        """``rows_per_sample``: consecutive rows of ``x`` that belong to one sample (the kept
+        units of a sparse forward) and are dropped together."""
         if self.p == 0.0 or not self.training:
             return x
         keep = 1.0 - self.p
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        mask = x.new_empty((x.shape[0] // rows_per_sample,) + (1,) * (x.ndim - 1))
+        mask = mask.bernoulli_(keep).repeat_interleave(rows_per_sample, dim=0)
         return x * mask / keep
 
     def extra_repr(self) -> str:
@@ -82,25 +85,29 @@ class MultiScaleBlock(nn.Module):
         self.mlp = Mlp(spec.attn_dim, spec.mlp_hidden, spec.dim_out)
         self.drop_path = DropPath(spec.drop_path)
 
-    def _pool_skip(self, x: torch.Tensor) -> torch.Tensor:
+    def _pool_skip(self, x: torch.Tensor, grid: tuple[int, ...]) -> torch.Tensor:
         cls = None
         if self.has_cls:
             cls, x = x[:, :1], x[:, 1:]
         kernel, stride, padding = self.skip_pool
         if kernel == stride:
-            x = pool_tokens(x, self.in_grid, stride, "max")  # [B, L', C]
+            x = pool_tokens(x, grid, stride, "max")  # [B, L', C]
         else:
             # [B, L, C] -> [B, 1, L, C] -> [B, C, *grid] -> pooled -> [B, L', C]
-            g = pool_grid(to_grid(x.unsqueeze(1), self.in_grid), "max", kernel, stride, padding)
+            g = pool_grid(to_grid(x.unsqueeze(1), grid), "max", kernel, stride, padding)
             x = from_grid(g, x.shape[0])[0].squeeze(1)
         return x if cls is None else torch.cat((cls, x), dim=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, units: Units | None = None) -> torch.Tensor:
+        """Dense ``[B, (1 +) L, dim]`` tokens, or with ``units`` the sparse layout
+        ``[B * U, Lu, dim]`` (pooling then runs inside each unit)."""
         x_norm = self.norm1(x)
         skip = self.proj(x_norm) if self.proj is not None and self.project_in_attn else x
         if self.skip_pool is not None:
-            skip = self._pool_skip(skip)
-        x = skip + self.drop_path(self.attn(x_norm))
+            skip = self._pool_skip(skip, self.in_grid if units is None else
+                                   units.grid(self.in_grid))
+        rows = 1 if units is None else units.kept
+        x = skip + self.drop_path(self.attn(x_norm, units), rows)
         x_norm = self.norm2(x)
         skip = self.proj(x_norm) if self.proj is not None and not self.project_in_attn else x
-        return skip + self.drop_path(self.mlp(x_norm))
+        return skip + self.drop_path(self.mlp(x_norm), rows)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mvit_lab.config import ArchConfig, expand_blocks
+from mvit_lab.masking import check_sparse, keep_from_ids, unit_counts
+from mvit_lab.models._layout import Units
 from mvit_lab.models.block import MultiScaleBlock
 
 __all__ = ["Head", "MultiscaleViT", "PatchEmbed"]
@@ -76,6 +79,7 @@ class MultiscaleViT(nn.Module):
         self.stage_ends = tuple(i for i, s in enumerate(specs)
                                 if i == len(specs) - 1 or specs[i + 1].stage != s.stage)
         self.stage_grids = tuple(specs[i].q_grid[axes] for i in self.stage_ends)
+        self._unit_counts: tuple[int, ...] | None = None  # set by the first sparse forward
         self.norm = nn.LayerNorm(cfg.num_features, eps=cfg.norm_eps)
         self.head = Head(cfg.num_features, cfg.num_classes, cfg.head_dropout)
         self._init_weights()
@@ -102,8 +106,14 @@ class MultiscaleViT(nn.Module):
                              f"(input_size {self.cfg.input_size}), got {list(x.shape)}")
         return x
 
-    def _embed(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.patch_embed(self._check_input(x))  # [B, C, *grid]
+    def _embed(self, x: torch.Tensor, units: Units | None = None) -> torch.Tensor:
+        x = self._check_input(x)
+        if units is not None:
+            # zero the dropped units' pixels, so an overlapping stem kernel cannot see them
+            keep = keep_from_ids(units.ids, math.prod(units.counts)).to(x.dtype)
+            keep = F.interpolate(keep.reshape(-1, 1, *units.counts), size=x.shape[2:])
+            x = x * keep
+        x = self.patch_embed(x)  # [B, C, *grid]
         x = x.flatten(2).transpose(1, 2)  # [B, L, C]
         if self.pos_embed_spatial is not None:
             t = self.grid[0]
@@ -137,6 +147,32 @@ class MultiscaleViT(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+    def units(self, ids: torch.Tensor) -> Units:
+        """The ``Units`` of a sparse forward that keeps mask units ``ids`` (``[B, U]``)."""
+        if self._unit_counts is None:
+            check_sparse(self.cfg)  # raises, naming the knob, where it cannot run sparsely
+            self._unit_counts = unit_counts(self.cfg)[slice(1, None) if self.cfg.is_image
+                                                      else slice(None)]
+        n = math.prod(self._unit_counts)
+        if ids.ndim != 2 or ids.dtype != torch.long or ids.shape[1] > n:
+            raise ValueError(f"ids: expected int64 [batch, kept units <= {n}], got {ids.dtype} "
+                             f"{list(ids.shape)}")
+        return Units(self._unit_counts, ids)
+
+    def forward_sparse(self, x: torch.Tensor, ids: torch.Tensor) -> list[torch.Tensor]:
+        """Each stage's output when only the mask units ``ids`` (``[B, U]``, ascending raster
+        indices, see ``mvit_lab.masking``) are kept: ``[B, U, *unit grid, C]``, the unit grid
+        being one unit's tokens at that stage. Dropped units never enter the sequence."""
+        units = self.units(ids)
+        x = units.gather(self._embed(x, units), self.grid)  # [B * U, Lu, C]
+        maps = []
+        ends = dict(zip(self.stage_ends, self.stage_grids))
+        for i, block in enumerate(self.blocks):
+            x = block(x, units)
+            if i in ends:
+                maps.append(x.reshape(units.batch, units.kept, *units.grid(ends[i]), -1))
+        return maps
 
     def forward_intermediates(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Each stage's output as a feature map ``[B, C, *grid]`` (cls token dropped)."""
