@@ -238,6 +238,33 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from mvit_lab.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(args.tracking_uri)
+    if args.export:
+        from mvit_lab.dashboards import export_report
+
+        out = export_report(args.export, uri, args.experiment)
+        print(f"wrote {out['path']} ({out['bytes'] / 1e6:.1f} MB, self-contained): "
+              f"{', '.join(out['experiments'])}")
+        return 0
+    import logging
+    import os
+
+    from mvit_lab.dashboards import create_app
+
+    # an unreachable tracking server answers at once rather than after minutes of retries
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    app = create_app(uri, args.experiment, refresh_s=args.refresh)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
+    print(f"dashboard of {uri}: open http://{args.host}:{args.port} (Ctrl-C to stop)",
+          flush=True)
+    app.run(host=args.host, port=args.port, debug=False)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mvit-lab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -292,6 +319,18 @@ def _parser() -> argparse.ArgumentParser:
                    help="other objectives than the experiment's, e.g. val_top1:max gflops:min")
     p.add_argument("--json", action="store_true", help="one JSON list of the front's trials")
     p.set_defaults(func=cmd_pareto)
+    p = sub.add_parser("dashboard", help="browse sweeps live: Pareto fronts, runs, tables "
+                       "(a Dash app reading MLflow); --export writes a static HTML report")
+    p.add_argument("--tracking-uri", help="the MLflow store (default: ./mlruns.db)")
+    p.add_argument("--experiment", help="the MLflow experiment to open (default: the newest)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to serve on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8050, help="port (default: 8050)")
+    p.add_argument("--refresh", type=float, default=5.0, metavar="SECONDS",
+                   help="how often the page re-reads the store (default: 5)")
+    p.add_argument("--export", metavar="PATH",
+                   help="write one self-contained HTML file (figures and tables) and exit")
+    p.set_defaults(func=cmd_dashboard)
     return parser
 
 

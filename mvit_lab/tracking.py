@@ -46,9 +46,13 @@ __all__ = [
     "default_tracking_uri",
     "ensure_experiment",
     "flatten_params",
+    "list_experiments",
+    "load_dict",
     "metric_history",
     "resolve_tracking_uri",
+    "run_url",
     "runs_dataframe",
+    "sqlite_path",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -110,14 +114,18 @@ def _sqlite_uri(path: Path) -> str:
     return "sqlite:///" + str(path.expanduser().resolve())
 
 
-def _artifact_location(tracking_uri: str) -> str | None:
-    """Artifacts of a SQLite store live beside the database file; servers decide for others."""
+def sqlite_path(tracking_uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (None for other stores and in-memory ones)."""
     if not tracking_uri.startswith("sqlite:///"):
         return None
     path = tracking_uri[len("sqlite:///") :].partition("?")[0]
-    if path in ("", ":memory:"):
-        return None
-    return (Path(path).parent / ARTIFACT_DIR_NAME).as_uri()
+    return None if path in ("", ":memory:") else Path(path)
+
+
+def _artifact_location(tracking_uri: str) -> str | None:
+    """Artifacts of a SQLite store live beside the database file; servers decide for others."""
+    path = sqlite_path(tracking_uri)
+    return None if path is None else (path.parent / ARTIFACT_DIR_NAME).as_uri()
 
 
 # -- experiments ----------------------------------------------------------------------------------
@@ -492,7 +500,7 @@ def runs_dataframe(
 
     Columns: :data:`RUN_COLUMNS` (times as UTC timestamps; no end time while RUNNING), then
     ``tag.<name>``, ``param.<name>`` and ``metric.<name>`` (the value at the latest step), each
-    group sorted.
+    group sorted. ``frame.attrs["experiment_id"]`` holds the experiment's id.
     """
     client = MlflowClient(resolve_tracking_uri(tracking_uri))
     experiment_id = _get_experiment_id(client, experiment_name)
@@ -516,13 +524,16 @@ def runs_dataframe(
         row.update({f"metric.{k}": v for k, v in data.metrics.items()})
         rows.append(row)
     if not rows:
-        return pd.DataFrame(columns=list(RUN_COLUMNS))
-    frame = pd.DataFrame(rows)
-    extra = sorted(
-        (c for c in frame.columns if c not in RUN_COLUMNS),
-        key=lambda c: (("tag.", "param.", "metric.").index(c.split(".", 1)[0] + "."), c),
-    )
-    return frame[list(RUN_COLUMNS) + extra]
+        frame = pd.DataFrame(columns=list(RUN_COLUMNS))
+    else:
+        frame = pd.DataFrame(rows)
+        extra = sorted(
+            (c for c in frame.columns if c not in RUN_COLUMNS),
+            key=lambda c: (("tag.", "param.", "metric.").index(c.split(".", 1)[0] + "."), c),
+        )
+        frame = frame[list(RUN_COLUMNS) + extra]
+    frame.attrs["experiment_id"] = experiment_id
+    return frame
 
 
 def _timestamp(ms: int | None) -> pd.Timestamp:
@@ -535,3 +546,42 @@ def metric_history(tracking_uri: str, run_id: str, key: str) -> list[tuple[int, 
     _get_run(client, run_id)
     history = sorted(client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))
     return [(m.step, m.value) for m in history]
+
+
+def list_experiments(tracking_uri: str) -> list[dict[str, str]]:
+    """``name`` and ``experiment_id`` of every active experiment, by name.
+
+    Reading never creates a store: a SQLite URI whose file does not exist is a ValueError.
+    """
+    uri = resolve_tracking_uri(tracking_uri)
+    path = sqlite_path(uri)
+    if path is not None and not path.is_file():
+        raise ValueError(f"tracking_uri: no MLflow store at {path}")
+    client = MlflowClient(uri)
+    experiments = client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
+    return sorted((dict(name=e.name, experiment_id=e.experiment_id) for e in experiments),
+                  key=lambda e: e["name"])
+
+
+def load_dict(tracking_uri: str, run_id: str, artifact_file: str) -> Any:
+    """A JSON artifact of a run (as written by :meth:`Tracker.log_dict`)."""
+    import tempfile
+
+    _check_artifact_file(artifact_file, ".json")
+    client = MlflowClient(resolve_tracking_uri(tracking_uri))
+    _get_run(client, run_id)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = client.download_artifacts(run_id, artifact_file, tmp)
+        except (MlflowException, OSError) as err:
+            raise ValueError(f"run {run_id} has no artifact {artifact_file!r} ({err})") from err
+        return json.loads(Path(local).read_text())
+
+
+def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str | None:
+    """The run's page on an MLflow tracking server (None for stores without one, e.g. SQLite;
+    serve those with ``mlflow ui --backend-store-uri URI``)."""
+    uri = resolve_tracking_uri(tracking_uri)
+    if urlparse(uri).scheme not in ("http", "https"):
+        return None
+    return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"

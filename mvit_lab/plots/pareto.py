@@ -1,11 +1,19 @@
-"""A Pareto view: any two metrics on the axes, the 2-D front drawn, the full front highlighted.
+"""A Pareto view: any two metrics on the axes, their front drawn and highlighted.
 
 ``_get_front_info`` turns trial records into plain data (tested without rendering);
 ``_render_front`` draws it; ``plot_front`` is the public call.
+
+The front drawn is that of the two metrics on the axes: its points are highlighted and joined
+by the attainment staircase, every other point is faded. With more than two objectives, points
+on the front of all of them that the two axes alone dominate are drawn as diamonds, and a third
+metric can colour every point. Hovering a point shows how its architecture differs from the
+search space's base (the record's ``diff``: ``(knob, base value, value)`` triples).
 """
 
 from __future__ import annotations
 
+import html
+import json
 import math
 from typing import Any
 
@@ -15,54 +23,119 @@ __all__ = ["plot_front"]
 
 
 def _num(v: Any) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    return float(v) if math.isfinite(v) else None
+
+
+def _short(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _get_front_info(records: list[dict[str, Any]], objectives: tuple[Objective, ...],
                     x: Objective, y: Objective, color: str | None = None) -> dict[str, Any]:
-    """Points (finished trials with both metrics), which are on the full front, and the
-    staircase of the 2-D front of (x, y) in x order."""
+    """Plain data of the view of ``y`` against ``x``.
+
+    ``points``: the finished, untruncated trials with both metrics, each with ``on_front``
+    (not dominated in ``(x, y)``), ``rank`` (its rank over all ``objectives``; None if it lacks
+    one) and ``diff`` (``"knob: base -> value"`` lines). ``front``: the front's ``(x, y)`` in x
+    order, drawn as a staircase of shape ``line_shape``. ``missing``: finished trials without
+    ``x`` or ``y``; ``not_finished``: the other trials, counted by status.
+    """
     ranks = front_ranks(records, objectives)
-    points = []
+    points: list[dict[str, Any]] = []
+    missing = 0
+    not_finished: dict[str, int] = {}
     for rec, rank in zip(records, ranks):
+        status = rec.get("status", "finished")
+        if status != "finished" or rec.get("truncated"):
+            key = "truncated" if status == "finished" else str(status)
+            not_finished[key] = not_finished.get(key, 0) + 1
+            continue
         px, py = _num(rec.get(x.name)), _num(rec.get(y.name))
-        if px is None or py is None or rec.get("status", "finished") != "finished" or \
-                rec.get("truncated"):
+        if px is None or py is None:
+            missing += 1
             continue
         points.append(dict(x=px, y=py, color=_num(rec.get(color)) if color else None,
-                           on_front=rank == 0, label=str(rec.get("point", "")),
-                           run_id=rec.get("run_id")))
-    front2d = pareto_front([(p["x"], p["y"]) for p in points], [x.sense, y.sense])
-    stairs = sorted((points[i]["x"], points[i]["y"]) for i in front2d)
-    return dict(x=x.name, y=y.name, color=color, points=points, front=stairs,
-                title=f"{y.name} ({y.sense}) vs {x.name} ({x.sense})")
+                           on_front=False, rank=rank, label=str(rec.get("point") or ""),
+                           seed=rec.get("seed"), run_id=rec.get("run_id"),
+                           diff=[f"{k}: {_short(b)} → {_short(v)}"
+                                 for k, b, v in rec.get("diff") or ()]))
+    for i in pareto_front([(p["x"], p["y"]) for p in points], [x.sense, y.sense]):
+        points[i]["on_front"] = True
+    colors = [p["color"] for p in points if p["color"] is not None]
+    return dict(
+        x=x.name, y=y.name, x_sense=x.sense, y_sense=y.sense, color=color,
+        color_range=(min(colors), max(colors)) if colors else None,
+        objectives=[o.name for o in objectives], points=points,
+        front=sorted((p["x"], p["y"]) for p in points if p["on_front"]),
+        # the best y reachable at each x: flat until the next front point (x min) or up to it
+        line_shape="hv" if x.sense == "min" else "vh",
+        missing=missing, not_finished=not_finished,
+        title=f"{y.name} ({y.sense}) vs {x.name} ({x.sense})")
+
+
+def _hover(p: dict[str, Any], info: dict[str, Any]) -> str:
+    lines = [f"<b>{html.escape(p['label'] or str(p['run_id']))}</b>"
+             + (f" (seed {html.escape(str(p['seed']))})" if p["seed"] is not None else ""),
+             f"{info['y']}: {p['y']:.4g}", f"{info['x']}: {p['x']:.4g}"]
+    if info["color"] and p["color"] is not None:
+        lines.append(f"{info['color']}: {p['color']:.4g}")
+    if p["rank"] is not None and len(info["objectives"]) > 2:
+        lines.append(f"front rank over {', '.join(info['objectives'])}: {p['rank']}")
+    if p["diff"]:
+        lines.append("<i>vs the search space's base:</i>")
+        lines += [html.escape(d) for d in p["diff"]]
+    elif p["diff"] == []:
+        lines.append("<i>the search space's base</i>")
+    return "<br>".join(lines)
 
 
 def _render_front(info: dict[str, Any]) -> Any:
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    for on_front, opacity, name in ((False, 0.3, "dominated"), (True, 1.0, "Pareto front")):
-        pts = [p for p in info["points"] if p["on_front"] is on_front]
-        marker: dict[str, Any] = dict(size=10 if on_front else 7, opacity=opacity)
-        if info["color"] and any(p["color"] is not None for p in pts):
-            marker.update(color=[p["color"] for p in pts], colorscale="Viridis",
-                          showscale=on_front, colorbar=dict(title=info["color"]))
-        fig.add_trace(go.Scatter(x=[p["x"] for p in pts], y=[p["y"] for p in pts],
-                                 mode="markers", name=name, marker=marker,
-                                 text=[p["label"] for p in pts],
-                                 customdata=[p["run_id"] for p in pts],
-                                 hovertemplate="%{text}<br>%{x:.4g}, %{y:.4g}<extra></extra>"))
     if info["front"]:
         xs, ys = zip(*info["front"])
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="2-D front",
-                                 line=dict(shape="hv", dash="dot"), hoverinfo="skip"))
-    fig.update_layout(title=info["title"], xaxis_title=info["x"], yaxis_title=info["y"],
-                      template="plotly_white")
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="front",
+                                 line=dict(shape=info["line_shape"], dash="dot", color="#444"),
+                                 hoverinfo="skip", showlegend=False))
+    full = len(info["objectives"]) > 2
+    groups = [("dominated", lambda p: not p["on_front"] and not (full and p["rank"] == 0),
+               dict(size=8, opacity=0.35, symbol="circle")),
+              (f"front of all {len(info['objectives'])} objectives",
+               lambda p: full and not p["on_front"] and p["rank"] == 0,
+               dict(size=11, opacity=0.6, symbol="diamond")),
+              (f"front of {info['y']} vs {info['x']}", lambda p: p["on_front"],
+               dict(size=13, opacity=1.0, symbol="circle",
+                    line=dict(width=1.5, color="#222")))]
+    for i, (name, keep, marker) in enumerate(groups):
+        is_front = i == len(groups) - 1  # drawn last, on top; always present for the legend
+        pts = [p for p in info["points"] if keep(p)]
+        if not pts and not is_front:
+            continue
+        if info["color_range"] is not None:
+            lo, hi = info["color_range"]
+            marker = dict(marker, color=[p["color"] for p in pts], colorscale="Viridis",
+                          cmin=lo, cmax=hi, showscale=is_front,
+                          colorbar=dict(title=dict(text=info["color"])))
+        else:
+            marker = dict(marker, color="#1f77b4" if is_front else "#7f7f7f")
+        fig.add_trace(go.Scatter(
+            x=[p["x"] for p in pts], y=[p["y"] for p in pts], mode="markers", name=name,
+            marker=marker, text=[_hover(p, info) for p in pts],
+            customdata=[p["run_id"] for p in pts], hovertemplate="%{text}<extra></extra>"))
+    if not info["points"]:
+        fig.add_annotation(text=f"no finished trials with both {info['x']} and {info['y']}",
+                           showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
+    fig.update_layout(title=dict(text=info["title"]), xaxis_title=info["x"],
+                      yaxis_title=info["y"], template="plotly_white", hovermode="closest",
+                      legend=dict(orientation="h", yanchor="bottom", y=-0.3),
+                      margin=dict(l=60, r=20, t=50, b=40))
     return fig
 
 
 def plot_front(records: list[dict[str, Any]], objectives: tuple[Objective, ...],
                x: Objective, y: Objective, color: str | None = None) -> Any:
-    """A plotly figure of ``y`` against ``x`` over the trials, front highlighted."""
+    """A plotly figure of ``y`` against ``x`` over the trials, their front highlighted."""
     return _render_front(_get_front_info(records, objectives, x, y, color))

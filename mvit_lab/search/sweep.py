@@ -307,8 +307,9 @@ def run_sweep(exp: Experiment, *, resume: bool = False, address: str | None = No
 
 def _log_front_figures(tracker: Any, parent: str, records: list[dict[str, Any]],
                        objectives: tuple[Objective, ...]) -> None:
-    """The first objective against each other one (and GFLOPs), as HTML on the parent run.
-    plotly.js loads from its CDN; the dashboard's export writes self-contained files."""
+    """The first objective against each other one (and GFLOPs), one small HTML file each
+    (plotly.js from its CDN), and ``report.html``: the dashboard's static export of the sweep,
+    self-contained (plotly.js inlined once), readable offline."""
     from mvit_lab.plots import plot_front
 
     y = objectives[0]
@@ -318,6 +319,14 @@ def _log_front_figures(tracker: Any, parent: str, records: list[dict[str, Any]],
         fig = plot_front(records, objectives, x=x, y=y, color=color)
         tracker.log_figure_html(parent, fig.to_html(include_plotlyjs="cdn", full_html=True),
                                 f"pareto_{y.name}_vs_{x.name}.html")
+    try:
+        from mvit_lab.dashboards import build_report, load_sweep
+
+        sweep = load_sweep(tracker.tracking_uri, tracker.experiment_name, parent)
+        tracker.log_figure_html(parent, build_report([sweep], title=f"sweep {sweep.name}"),
+                                "report.html")
+    except Exception as err:  # the trials are logged; a report is not worth failing the sweep
+        log.warning("report.html not written to the parent run: %s", err)
 
 
 def _record_errors(results: Any, sweep: SweepConfig, tracker: Any, parent: str) -> None:

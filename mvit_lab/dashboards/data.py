@@ -1,0 +1,433 @@
+"""Dashboard data: an MLflow store read back as plain data (experiments, sweeps, trial records).
+
+Everything is read through :mod:`mvit_lab.tracking`, the module the sweeps write through. A
+sweep is a parent run (tags ``algorithm``, ``search_mode``; params ``experiment.*``) and its
+child runs, one per trial (tags ``trial_id``, ``point``, ``seed``, ``status``; params
+``model.*``, ``train.*``, ``data.*``; metrics per epoch). Trial records are the dicts of
+:func:`mvit_lab.search.sweep._records`, with every logged metric, the trial's full config and
+its architecture's difference from the search space's base added.
+
+Problems a user can cause (no store, an empty experiment, a missing metric) raise
+:class:`DataError`, whose message is shown on the page as it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mvit_lab.search.pareto import Objective
+
+__all__ = [
+    "DEFAULT_OBJECTIVES",
+    "DataError",
+    "StoreReader",
+    "Sweep",
+    "arch_diff",
+    "load_sweep",
+    "overview",
+    "sense_of",
+]
+
+DEFAULT_OBJECTIVES = (Objective("val_top1", "max"), Objective("gflops", "min"),
+                      Objective("throughput", "max"))
+STATUSES = ("running", "finished", "failed", "pruned", "interrupted")
+_MLFLOW_STATUS = {"RUNNING": "running", "SCHEDULED": "running", "FINISHED": "finished",
+                  "FAILED": "failed", "KILLED": "interrupted"}
+# metrics where smaller is better, when the sweep does not name them as objectives
+_SMALLER_IS_BETTER = ("gflops", "params", "latency", "loss", "seconds", "memory")
+# logged per epoch or as bookkeeping; not something to put on an axis
+_NOT_AXES = ("epoch", "epochs", "lr", "num_classes")
+
+
+class DataError(ValueError):
+    """A problem with the store or with what was asked of it, worded for the page."""
+
+
+def sense_of(name: str, objectives: Iterable[Objective] = ()) -> str:
+    """``max`` or ``min``: the sweep's own sense for an objective, else a guess from the name."""
+    for objective in objectives:
+        if objective.name == name:
+            return objective.sense
+    return "min" if any(word in name for word in _SMALLER_IS_BETTER) else "max"
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _param_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _unflatten(params: dict[str, str], prefix: str) -> dict[str, Any]:
+    """``{"a.b": "1", "a.c": "x"}`` under prefix ``"a."`` -> ``{"b": 1, "c": "x"}`` (nested)."""
+    out: dict[str, Any] = {}
+    for key, text in params.items():
+        if not key.startswith(prefix):
+            continue
+        *parents, leaf = key[len(prefix):].split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                break
+        else:
+            node[leaf] = _param_value(text)
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def arch_diff(model: dict[str, Any], base: dict[str, Any] | None) -> list[tuple[str, Any, Any]]:
+    """``(knob, base value, value)`` for every knob of ``model`` that differs from ``base``."""
+    if not base:
+        return []
+    return [(k, base.get(k), v) for k, v in model.items() if not _same(base.get(k), v)]
+
+
+# -- the store ------------------------------------------------------------------------------------
+def _read_runs(uri: str, experiment: str) -> pd.DataFrame:
+    from mvit_lab.tracking import runs_dataframe
+
+    try:
+        return runs_dataframe(uri, experiment)
+    except ValueError as err:
+        raise DataError(str(err)) from err
+    except Exception as err:  # an unreachable server, a broken database
+        raise DataError(f"cannot read experiment {experiment!r} from {uri}: "
+                        f"{_first_line(err)}") from err
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"
+
+
+def _experiments(uri: str) -> list[dict[str, str]]:
+    from mvit_lab.tracking import list_experiments
+
+    try:
+        return list_experiments(uri)
+    except ValueError as err:
+        raise DataError(f"{err}. Run a sweep first (make quickstart, or mvit-lab sweep "
+                        "experiments/quickstart.yaml), or give --tracking-uri.") from err
+    except Exception as err:
+        raise DataError(f"cannot reach the MLflow store {uri}: {_first_line(err)}") from err
+
+
+def _trial_rows(runs: pd.DataFrame) -> pd.DataFrame:
+    if not len(runs) or "parent_run_id" not in runs:
+        return runs.iloc[0:0]
+    return runs[runs["parent_run_id"].notna()]
+
+
+def _sweep_rows(runs: pd.DataFrame) -> list[dict[str, Any]]:
+    """Every sweep of an experiment: parent runs, and parents referenced by trials, newest
+    first, each with ``run_id``, ``name`` and ``start_time``."""
+    if not len(runs):
+        return []
+    trials = _trial_rows(runs)
+    parent_ids = set(trials["parent_run_id"])
+    is_trial = runs["run_id"].isin(trials["run_id"])
+    has_trial_tag = runs["tag.trial_id"].notna() if "tag.trial_id" in runs else False
+    parents = runs[~is_trial & ~has_trial_tag]
+    out = {row["run_id"]: dict(run_id=row["run_id"], name=row["run_name"] or row["run_id"],
+                               start_time=row["start_time"]) for _, row in parents.iterrows()}
+    for parent in parent_ids - set(out):  # a parent run that was deleted
+        starts = trials.loc[trials["parent_run_id"] == parent, "start_time"]
+        out[parent] = dict(run_id=parent, name=f"sweep {parent[:8]}", start_time=starts.min())
+    return sorted(out.values(), key=lambda s: (pd.isna(s["start_time"]), s["start_time"]),
+                  reverse=True)
+
+
+def _status(row: pd.Series) -> str:
+    tag = _text(row.get("tag.status"))
+    return tag or _MLFLOW_STATUS.get(row.get("status"), str(row.get("status")).lower())
+
+
+def _counts(trials: pd.DataFrame) -> dict[str, int]:
+    counts = dict.fromkeys(STATUSES[:4], 0)
+    for _, row in trials.iterrows():
+        status = _status(row)
+        counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
+def _sweep_frame(runs: pd.DataFrame, parent_run_id: str) -> pd.DataFrame:
+    """The parent run and the trials of one sweep, in the store's order."""
+    mask = runs["run_id"] == parent_run_id
+    if "parent_run_id" in runs:
+        mask |= runs["parent_run_id"] == parent_run_id
+    return runs[mask]
+
+
+def _fingerprint(runs: pd.DataFrame) -> str:
+    """Changes whenever a run starts or ends, or logs a metric, a tag or a param."""
+    if not len(runs):
+        return "empty"
+    cols = [c for c in runs.columns if c not in ("start_time", "end_time")]
+    text = runs[cols].astype(str).to_json(orient="values")
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def overview(uri: str, runs_of: Any = None) -> list[dict[str, Any]]:
+    """One row per experiment with runs: its id, how many sweeps, trial counts by status.
+
+    ``runs_of(experiment)`` reads an experiment's runs (default: straight from the store).
+    """
+    read = runs_of or (lambda name: _read_runs(uri, name))
+    rows = []
+    for exp in _experiments(uri):
+        runs = read(exp["name"])
+        if not len(runs):
+            continue
+        trials = _trial_rows(runs)
+        rows.append(dict(name=exp["name"], experiment_id=exp["experiment_id"],
+                         sweeps=len(_sweep_rows(runs)), trials=len(trials),
+                         counts=_counts(trials), last_start=runs["start_time"].max()))
+    return rows
+
+
+# -- one sweep ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Sweep:
+    """One sweep read back: its objectives, its base architecture and its trial records."""
+
+    tracking_uri: str
+    experiment: str
+    experiment_id: str | None
+    parent_run_id: str | None
+    name: str
+    mode: str | None  # params | grid | ladder (None if the sweep did not say)
+    objectives: tuple[Objective, ...]
+    base: dict[str, Any] | None  # the search space's base ArchConfig, as a dict
+    base_source: str  # where the base came from, or why it is unknown
+    records: list[dict[str, Any]]
+    counts: dict[str, int]
+    fingerprint: str
+    sweeps: list[dict[str, Any]] = field(default_factory=list)  # every sweep of the experiment
+
+    @property
+    def running(self) -> bool:
+        return self.counts.get("running", 0) > 0
+
+    @property
+    def finished(self) -> list[dict[str, Any]]:
+        return [r for r in self.records if r["status"] == "finished" and not r["truncated"]]
+
+    def metrics(self) -> list[str]:
+        """Numeric metrics of the finished trials, the objectives first."""
+        seen: dict[str, None] = {o.name: None for o in self.objectives}
+        for rec in self.finished:
+            for key in rec.get("metric_names", ()):
+                if key not in _NOT_AXES:
+                    seen.setdefault(key, None)
+        return list(seen)
+
+    def knobs(self) -> list[str]:
+        """Model knobs and ``train.*`` keys whose value differs between the trials."""
+        out = []
+        for group, prefix in (("model", ""), ("train", "train.")):
+            values: dict[str, set[str]] = {}
+            for rec in self.records:
+                for key, value in (rec.get(group) or {}).items():
+                    values.setdefault(key, set()).add(json.dumps(value, sort_keys=True))
+            out += [prefix + k for k, v in values.items() if len(v) > 1 and k != "seed"]
+        return out
+
+    def objective(self, name: str) -> Objective:
+        return Objective(name, sense_of(name, self.objectives))
+
+    def describe_counts(self) -> str:
+        return ", ".join(f"{n} {s}" for s, n in self.counts.items() if n) or "no trials"
+
+
+def _objectives(parent: dict[str, str]) -> tuple[Objective, ...]:
+    """The sweep's objectives, the accuracy first. MLflow params come back sorted by name, so
+    the experiment's own order is lost: a top-1 metric (else the first ``max`` one) leads."""
+    named = _unflatten(parent, "experiment.objectives.")
+    try:
+        objectives = [Objective(k, v) for k, v in named.items()]
+    except ValueError:
+        return DEFAULT_OBJECTIVES
+    if not objectives:
+        return DEFAULT_OBJECTIVES
+    lead = next((o for o in objectives if "top1" in o.name),
+                next((o for o in objectives if o.sense == "max"), objectives[0]))
+    return (lead, *(o for o in objectives if o is not lead))
+
+
+def _space_tree(parent: dict[str, str], search_dirs: Sequence[Path]) -> tuple[Any, str]:
+    """The sweep's search space as logged on its parent run: inline (flattened params), or a
+    file path, looked for relative to ``search_dirs``."""
+    from mvit_lab.configfile import safe_load
+
+    text = parent.get("experiment.search")
+    if text is None:
+        tree = _unflatten(parent, "experiment.search.")
+        if tree:
+            return tree, "the search space logged on the sweep's parent run"
+        return None, "the sweep's parent run logged no search space"
+    rel = Path(text)
+    candidates = [rel] if rel.is_absolute() else [Path(d) / rel for d in search_dirs]
+    for path in candidates:
+        if path.is_file():
+            return safe_load(path.read_text()), f"search space file {path}"
+    where = ", ".join(str(d) for d in search_dirs)
+    return None, (f"the sweep's search space file {text!r} is not found from {where}; run the "
+                  "dashboard from the directory the sweep ran in")
+
+
+def _base(parent: dict[str, str], search_dirs: Sequence[Path]) -> tuple[dict | None, str]:
+    """The search space's base architecture (space base over the experiment's model)."""
+    from mvit_lab.config import ArchConfig
+    from mvit_lab.search.space import Point, parse_space, resolve_point
+
+    if not parent:
+        return None, "the sweep's parent run is missing"
+    tree, source = _space_tree(parent, search_dirs)
+    if tree is None:
+        return None, source
+    try:
+        model = ArchConfig(**_unflatten(parent, "experiment.model."))
+        cfg = resolve_point(parse_space(tree), model, Point("base", {}, {}))
+    except (ValueError, TypeError) as err:
+        return None, f"the base architecture cannot be rebuilt from {source}: {err}"
+    return cfg.to_dict(), source
+
+
+def _trial_records(trials: pd.DataFrame, objectives: tuple[Objective, ...],
+                   base: dict[str, Any] | None) -> list[dict[str, Any]]:
+    from mvit_lab.search.sweep import _records
+
+    records = _records(trials, objectives)
+    for rec, (_, row) in zip(records, trials.iterrows()):
+        rec["status"] = _status(row)
+        for key in ("run_name", "point", "seed", "ladder_step", "reason"):
+            rec[key] = _text(rec.get(key))
+        params = {c[len("param."):]: row[c] for c in row.index
+                  if c.startswith("param.") and isinstance(row[c], str)}
+        rec["config"] = _unflatten(params, "")
+        rec["train"] = rec["config"].get("train") or {}
+        rec["trial_id"] = _text(row.get("tag.trial_id"))
+        rec["start_time"] = row.get("start_time")
+        names = []
+        for col in row.index:
+            value = row[col]
+            if col.startswith("metric.") and isinstance(value, (int, float)) \
+                    and math.isfinite(value):
+                name = col[len("metric."):]
+                names.append(name)
+                rec.setdefault(name, float(value))
+        rec["metric_names"] = names
+        rec["diff"] = arch_diff(rec["model"], base)
+    return records
+
+
+def load_sweep(uri: str, experiment: str, parent_run_id: str | None = None,
+               search_dirs: Sequence[Path] | None = None,
+               runs: pd.DataFrame | None = None) -> Sweep:
+    """A sweep of ``experiment`` (the newest if ``parent_run_id`` is None) read back.
+
+    ``search_dirs``: where to look for a search space file the sweep names by a relative path
+    (default: the working directory and its ``experiments/``).
+    """
+    if search_dirs is None:
+        search_dirs = [Path.cwd() / "experiments", Path.cwd()]
+    runs = _read_runs(uri, experiment) if runs is None else runs
+    sweeps = _sweep_rows(runs)
+    if not sweeps:
+        raise DataError(f"experiment {experiment!r} has no sweeps yet: start one with "
+                        "mvit-lab sweep; this page updates by itself")
+    if parent_run_id is None:
+        parent_run_id = sweeps[0]["run_id"]
+    chosen = next((s for s in sweeps if s["run_id"] == parent_run_id), None)
+    if chosen is None:
+        raise DataError(f"experiment {experiment!r} has no sweep with parent run "
+                        f"{parent_run_id!r}")
+    parent_row = runs[runs["run_id"] == parent_run_id]
+    parent: dict[str, str] = {}
+    mode = None
+    if len(parent_row):
+        row = parent_row.iloc[0]
+        parent = {c[len("param."):]: row[c] for c in row.index
+                  if c.startswith("param.") and isinstance(row[c], str)}
+        mode = _text(row.get("tag.search_mode"))
+    trials = _trial_rows(runs)
+    trials = trials[trials["parent_run_id"] == parent_run_id]
+    if mode is None and len(trials) and "tag.search_mode" in trials:
+        mode = _text(trials["tag.search_mode"].iloc[0])
+    objectives = _objectives(parent)
+    base, base_source = _base(parent, search_dirs)
+    return Sweep(tracking_uri=uri, experiment=experiment,
+                 experiment_id=runs.attrs.get("experiment_id"),
+                 parent_run_id=parent_run_id, name=chosen["name"], mode=mode,
+                 objectives=objectives, base=base, base_source=base_source,
+                 records=_trial_records(trials, objectives, base), counts=_counts(trials),
+                 fingerprint=_fingerprint(_sweep_frame(runs, parent_run_id)), sweeps=sweeps)
+
+
+class StoreReader:
+    """Reads a store for the live dashboard, re-reading only what changed.
+
+    Each call queries the runs of one experiment (one MLflow search, reused for
+    ``max_age_s``); a sweep's records, base architecture and everything built from them are
+    rebuilt only when the sweep's fingerprint (runs, statuses, metrics) changes.
+    """
+
+    def __init__(self, uri: str, search_dirs: Sequence[Path] | None = None,
+                 max_age_s: float = 1.0) -> None:
+        from mvit_lab.tracking import resolve_tracking_uri
+
+        self.uri = resolve_tracking_uri(uri)
+        self.search_dirs = search_dirs
+        self.max_age_s = max_age_s
+        self._lock = threading.Lock()
+        self._runs: dict[str, tuple[float, pd.DataFrame]] = {}
+        self._sweeps: dict[tuple[str, str | None], Sweep] = {}
+        self.reads = 0  # MLflow searches made, for tests and the status line
+
+    def runs(self, experiment: str) -> pd.DataFrame:
+        with self._lock:
+            cached = self._runs.get(experiment)
+            if cached and time.monotonic() - cached[0] < self.max_age_s:
+                return cached[1]
+        frame = _read_runs(self.uri, experiment)
+        with self._lock:
+            self.reads += 1
+            self._runs[experiment] = (time.monotonic(), frame)
+        return frame
+
+    def overview(self) -> list[dict[str, Any]]:
+        return overview(self.uri, self.runs)
+
+    def sweep(self, experiment: str, parent_run_id: str | None = None) -> Sweep:
+        runs = self.runs(experiment)
+        if parent_run_id is None:
+            sweeps = _sweep_rows(runs)
+            parent_run_id = sweeps[0]["run_id"] if sweeps else None
+        key = (experiment, parent_run_id)
+        cached = self._sweeps.get(key)
+        if cached is not None and len(runs) \
+                and cached.fingerprint == _fingerprint(_sweep_frame(runs, parent_run_id)) \
+                and len(cached.sweeps) == len(_sweep_rows(runs)):
+            return cached
+        sweep = load_sweep(self.uri, experiment, parent_run_id, self.search_dirs, runs)
+        with self._lock:
+            self._sweeps[key] = sweep
+        return sweep

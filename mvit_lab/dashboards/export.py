@@ -1,0 +1,141 @@
+"""One self-contained static HTML report: the dashboard's figures and tables, readable offline.
+
+plotly.js is inlined once in the page's head (about 4.8 MB) and every figure is a div drawn by
+it; tables are plain HTML. Nothing is fetched from a network. A view that cannot be drawn (no
+finished trials, a missing metric) is replaced by its message.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mvit_lab.dashboards.data import DataError, Sweep, load_sweep, overview
+from mvit_lab.dashboards.tables import (
+    ABLATION_NOTE,
+    UNBALANCED_NOTE,
+    ablation_views,
+    counts_table,
+    format_ablation_view,
+    format_front,
+    format_ladder_view,
+    ladder_view,
+    to_html,
+)
+from mvit_lab.dashboards.views import default_views, front_info, parallel_info
+
+__all__ = ["build_report", "export_report", "sweep_section"]
+
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+h1 { font-size: 1.6em; } h2 { margin-top: 2em; border-bottom: 1px solid #ccc; }
+.meta, .note { color: #666; font-size: 0.9em; }
+.message { background: #fff4e5; border-left: 4px solid #f0a030; padding: 0.6em 1em; }
+.figures { display: flex; flex-wrap: wrap; gap: 1em; }
+.figures > div { flex: 1 1 540px; min-width: 0; }
+table.data { border-collapse: collapse; margin: 1em 0 0.2em; font-size: 0.9em; }
+table.data caption { text-align: left; font-weight: bold; padding-bottom: 0.3em; }
+table.data th, table.data td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; }
+table.data th { background: #f4f4f4; }
+"""
+
+
+def _figure_html(fig: Any) -> str:
+    return fig.to_html(include_plotlyjs=False, full_html=False, default_height="460px",
+                       config=dict(displaylogo=False))
+
+
+def _message(text: str) -> str:
+    return f'<p class="message">{html.escape(text)}</p>'
+
+
+def sweep_section(sweep: Sweep) -> str:
+    """The HTML of one sweep: fronts, parallel coordinates, the front and ablation / ladder
+    tables (no plotly.js: the page that holds it loads that once)."""
+    from mvit_lab.plots.parallel import _render_parallel
+    from mvit_lab.plots.pareto import _render_front
+
+    esc = html.escape
+    parts = [f"<h2>{esc(sweep.experiment)}: sweep {esc(sweep.name)}</h2>",
+             f'<p class="meta">MLflow parent run {esc(str(sweep.parent_run_id))}; '
+             f"{esc(sweep.mode or 'unknown')} search; trials: {esc(sweep.describe_counts())}; "
+             f"objectives: {esc(', '.join(f'{o.name} ({o.sense})' for o in sweep.objectives))}"
+             f"; base architecture from {esc(sweep.base_source)}</p>"]
+    figures = []
+    for x, y, color in default_views(sweep):
+        try:
+            figures.append(_figure_html(_render_front(front_info(sweep, x, y, color))))
+        except DataError as err:
+            figures.append(_message(str(err)))
+    parts.append('<div class="figures">' + "".join(f"<div>{f}</div>" for f in figures)
+                 + "</div>")
+    try:
+        parts.append(_figure_html(_render_parallel(parallel_info(sweep))))
+    except DataError as err:
+        parts.append(_message(str(err)))
+    if sweep.finished:
+        parts.append(to_html(format_front(sweep)))
+    ladder = ladder_view(sweep)
+    if ladder:
+        parts.append(to_html(format_ladder_view(ladder, sweep.objectives[0].name)))
+    ablations = ablation_views(sweep)
+    if ablations:
+        parts.append(f'<p class="note">{esc(ABLATION_NOTE)}'
+                     + (f" {esc(UNBALANCED_NOTE)}" if sweep.mode != "grid" else "") + "</p>")
+    parts += [to_html(format_ablation_view(view)) for view in ablations]
+    return "\n".join(parts)
+
+
+def build_report(sweeps: Sequence[Sweep], counts: list[dict[str, Any]] | None = None,
+                 messages: Sequence[str] = (), title: str = "mvit-lab sweeps") -> str:
+    """A complete, self-contained HTML page of ``sweeps`` (and the experiments' counts, and
+    ``messages`` about experiments that could not be shown)."""
+    from plotly.offline import get_plotlyjs
+
+    when = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    uri = sweeps[0].tracking_uri if sweeps else ""
+    body = [f"<h1>{html.escape(title)}</h1>",
+            f'<p class="meta">MLflow store {html.escape(uri)}; written {when} by mvit-lab</p>']
+    if counts:
+        body.append(to_html(counts_table(counts)))
+    body += [_message(m) for m in messages]
+    body += [sweep_section(s) for s in sweeps]
+    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+            f"<title>{html.escape(title)}</title><style>{CSS}</style>"
+            f'<script type="text/javascript">{get_plotlyjs()}</script></head>'
+            f"<body>{''.join(body)}</body></html>\n")
+
+
+def export_report(path: str | Path, tracking_uri: str, experiment: str | None = None,
+                  parent_run_id: str | None = None,
+                  search_dirs: Sequence[Path] | None = None) -> dict[str, Any]:
+    """Write the report of ``experiment`` (default: every experiment with runs; each one's
+    newest sweep, or ``parent_run_id``) to ``path``; returns what it wrote."""
+    from mvit_lab.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri)
+    counts = overview(uri)
+    if not counts:
+        raise DataError(f"the MLflow store {uri} has no runs yet: nothing to export")
+    names = [r["name"] for r in counts]
+    if experiment is not None and experiment not in names:
+        raise DataError(f"experiment {experiment!r} has no runs in {uri} (experiments with "
+                        f"runs: {', '.join(names)})")
+    chosen = [experiment] if experiment else names
+    sweeps, messages = [], []
+    for name in chosen:
+        try:
+            sweeps.append(load_sweep(uri, name, parent_run_id, search_dirs))
+        except DataError as err:
+            if experiment is not None:
+                raise
+            messages.append(str(err))
+    text = build_report(sweeps, [r for r in counts if r["name"] in chosen], messages)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    return dict(path=str(out), bytes=len(text.encode()), experiments=chosen,
+                sweeps=[s.parent_run_id for s in sweeps])

@@ -1,0 +1,88 @@
+"""A sweep's figures as plain data: which Pareto views to show, and each view's points.
+
+The functions here check what a view needs (finished trials, the metrics on its axes) and
+raise :class:`DataError` with a message for the page when it is missing; the figures are
+drawn by :mod:`mvit_lab.plots` from the returned data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mvit_lab.dashboards.data import DataError, Sweep
+from mvit_lab.plots.parallel import _get_parallel_info
+from mvit_lab.plots.pareto import _get_front_info
+
+__all__ = ["check_finished", "default_views", "front_info", "parallel_info"]
+
+View = tuple[str, str, "str | None"]  # x, y, colour
+
+
+def default_views(sweep: Sweep, count: int = 2) -> list[View]:
+    """The first objective (top-1) against each other objective, the one left as colour;
+    with a single objective, against GFLOPs and throughput (the issue's defaults)."""
+    names = [o.name for o in sweep.objectives]
+    y, others = names[0], names[1:] or ["gflops", "throughput"]
+    views = []
+    for x in others[:count]:
+        rest = [n for n in names if n not in (x, y)]
+        views.append((x, y, rest[0] if rest else None))
+    return views
+
+
+def check_finished(sweep: Sweep) -> list[dict[str, Any]]:
+    """The sweep's finished trials; a DataError saying what happened if there are none."""
+    finished = sweep.finished
+    if finished:
+        return finished
+    if not sweep.records:
+        raise DataError(f"sweep {sweep.name!r} of experiment {sweep.experiment!r} has no "
+                        "trials yet; this page updates by itself when they start")
+    message = (f"no finished trials in sweep {sweep.name!r} of experiment "
+               f"{sweep.experiment!r} yet: {sweep.describe_counts()}")
+    reasons = [r["reason"] for r in sweep.records if r["status"] == "failed" and r["reason"]]
+    if reasons:
+        message += f". First failure: {reasons[0]}"
+    raise DataError(message)
+
+
+def _check_metric(sweep: Sweep, finished: list[dict[str, Any]], name: str) -> None:
+    if any(r.get(name) is not None for r in finished):
+        return
+    logged = ", ".join(sweep.metrics()) or "none"
+    raise DataError(f"metric {name!r} is missing from all {len(finished)} finished trials of "
+                    f"sweep {sweep.name!r} (experiment {sweep.experiment!r}); logged metrics: "
+                    f"{logged}")
+
+
+def front_info(sweep: Sweep, x: str, y: str, color: str | None = None) -> dict[str, Any]:
+    """The Pareto view of ``y`` against ``x`` (coloured by ``color``) over ``sweep``."""
+    finished = check_finished(sweep)
+    for name in (x, y):
+        _check_metric(sweep, finished, name)
+    if color and not any(r.get(color) is not None for r in finished):
+        color = None  # nothing to colour by; the view still stands
+    info = _get_front_info(sweep.records, sweep.objectives, sweep.objective(x),
+                           sweep.objective(y), color)
+    info["base_source"] = sweep.base_source
+    info["base_known"] = sweep.base is not None
+    return info
+
+
+def parallel_info(sweep: Sweep) -> dict[str, Any]:
+    """Parallel coordinates from the knobs the sweep varies to its objectives (those logged),
+    coloured by the first objective."""
+    finished = check_finished(sweep)
+    metrics = [o.name for o in sweep.objectives
+               if any(r.get(o.name) is not None for r in finished)]
+    if not metrics:
+        _check_metric(sweep, finished, sweep.objectives[0].name)
+    knobs = sweep.knobs()
+    if not knobs:
+        raise DataError(f"the trials of sweep {sweep.name!r} all share one architecture and "
+                        "recipe: no knob to draw")
+    info = _get_parallel_info(sweep.records, knobs, metrics, color=metrics[0])
+    if not info["n"]:
+        raise DataError(f"no finished trial of sweep {sweep.name!r} has all of "
+                        f"{', '.join(metrics)}")
+    return info
