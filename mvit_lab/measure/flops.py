@@ -17,6 +17,7 @@ Every op either counts, is free (views, copies, indexing) or is listed in ``skip
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import re
@@ -51,12 +52,18 @@ class FlopReport:
     other_gflops: float = 0.0  # norms, pooling, softmax, activations: not multiply-adds
     skipped: dict[str, int] = field(default_factory=dict)  # ops with no count, by name
     backend: str = "meta"
+    mask_ratio: float | None = None  # set: the encoder alone, run sparsely (MAE), no head
+
+    @property
+    def encoder_gflops(self) -> float:
+        """Stem and stages, without the head."""
+        return self.gflops - self.by_stage.get("head", 0.0)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(gflops=self.gflops, params=self.params, batch_size=self.batch_size,
                     by_stage=self.by_stage, by_module=self.by_module,
                     by_operator=self.by_operator, other_gflops=self.other_gflops,
-                    skipped=self.skipped, backend=self.backend)
+                    skipped=self.skipped, backend=self.backend, mask_ratio=self.mask_ratio)
 
 
 # -- formulas: multiply-adds from shapes --------------------------------------------------------
@@ -148,7 +155,7 @@ _FREE = {
     "_unsafe_index", "contiguous", "flatten", "stack", "full", "new_zeros", "empty_strided",
     "_local_scalar_dense", "lift_fresh_copy", "embedding", "gather", "repeat", "new_ones", "ones",
     "ones_like", "scalar_tensor", "_reshape_alias", "max_pool2d_with_indices_backward", "where",
-    "isfinite", "all", "eq", "ne", "lt", "gt", "le", "ge", "logical_not", "_to_dense", "dropout",
+    "isfinite", "all", "eq", "scatter", "floor_divide", "remainder", "upsample_nearest2d", "upsample_nearest3d", "ne", "lt", "gt", "le", "ge", "logical_not", "_to_dense", "dropout",
     "native_dropout", "rand", "randn", "uniform_", "normal_", "erfinv_", "clamp_", "clamp",
 }
 
@@ -214,10 +221,17 @@ def _scope(path: str, stage_of: dict[int, int]) -> str:
 
 
 def count_flops(cfg_or_model: ArchConfig | str | nn.Module, batch_size: int = 1,
-                backend: str = "meta") -> FlopReport:
-    """FLOPs (multiply-adds) and parameters of one forward pass; see the module docstring."""
+                backend: str = "meta", mask_ratio: float | None = None) -> FlopReport:
+    """FLOPs (multiply-adds) and parameters of one forward pass; see the module docstring.
+
+    ``mask_ratio``: count the encoder of MAE pretraining instead, run sparsely on the
+    ``int(units * (1 - mask_ratio))`` mask units it keeps (no head); compare it with the
+    dense ``encoder_gflops``.
+    """
     if backend not in ("meta", "fvcore"):
         raise ValueError(f"backend: unknown {backend!r}; known: meta, fvcore")
+    if mask_ratio is not None and backend != "meta":
+        raise ValueError("mask_ratio: sparse forwards are counted by the meta backend only")
     if batch_size < 1:
         raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
     if isinstance(cfg_or_model, MultiscaleViT):
@@ -252,13 +266,27 @@ def count_flops(cfg_or_model: ArchConfig | str | nn.Module, batch_size: int = 1,
         if path and (leaf or path == "head" or re.fullmatch(r"blocks\.\d+(\.attn)?", path)):
             handles.append(module.register_forward_pre_hook(enter(_scope(path, stage_of))))
             handles.append(module.register_forward_hook(leave))
+    run = model
+    if mask_ratio is not None:
+        from mvit_lab.masking import check_sparse, num_units, random_keep
+
+        check_sparse(cfg)
+        n = num_units(cfg)
+        kept = int(random_keep(1, n, mask_ratio).sum())  # validates the ratio
+        ids = torch.arange(kept, device="meta").expand(batch_size, kept)
+
+        def run(x: torch.Tensor) -> Any:
+            return model.forward_sparse(x, ids)
     try:
         with torch.no_grad(), counter:
-            model(x)
+            run(x)
     finally:
         for h in handles:
             h.remove()
-    return _report(counter.macs, counter.other, dict(counter.skipped), model, batch_size, "meta")
+    report = _report(counter.macs, counter.other, dict(counter.skipped), model, batch_size,
+                     "meta")
+    return dataclasses.replace(report, mask_ratio=mask_ratio) if mask_ratio is not None \
+        else report
 
 
 def _report(macs: dict[tuple[str, str], int], other: dict[tuple[str, str], int],

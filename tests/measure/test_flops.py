@@ -117,3 +117,27 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="^cfg_or_model: "):
         count_flops(torch.nn.Linear(2, 2))
     assert math.isfinite(count_flops(get_config("hiera_t")).gflops)
+
+
+def test_sparse_encoder_cost_follows_the_kept_units():
+    """With mask-unit attention in every block, each unit costs the same dense or sparse, so
+    the blocks' FLOPs scale exactly with the units kept; the stem stays dense."""
+    cfg = get_config("hiera_t", input_size=(1, 64, 64), mask_unit_attn=(True,) * 4)
+    dense = count_flops(cfg)
+    assert count_flops(cfg, mask_ratio=0.0).gflops == pytest.approx(dense.encoder_gflops,
+                                                                     rel=1e-12)
+    sparse = count_flops(cfg, mask_ratio=0.5)  # 2 of 4 units
+    assert sparse.mask_ratio == 0.5 and "head" not in sparse.by_stage and not sparse.skipped
+    stem = dense.by_stage["stem"]
+    assert sparse.by_stage["stem"] == pytest.approx(stem)
+    assert sparse.gflops - stem == pytest.approx((dense.encoder_gflops - stem) / 2, rel=1e-12)
+
+
+def test_sparse_hiera_b_at_mask_ratio_0_6():
+    # 19 of 49 units kept; global attention in stages 3-4 falls quadratically
+    dense, sparse = count_flops("hiera_b"), count_flops("hiera_b", mask_ratio=0.6)
+    assert 0.35 < sparse.gflops / dense.encoder_gflops < 19 / 49
+    with pytest.raises(ValueError, match="^mask_unit_size: "):
+        count_flops("mvitv2_t", mask_ratio=0.6)
+    with pytest.raises(ValueError, match="^mask_ratio: "):
+        count_flops("hiera_b", mask_ratio=1.2)
