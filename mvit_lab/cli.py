@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -137,14 +137,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     video = exp.data.is_video
     columns = ["epoch", "train_loss", "val_loss", "val_top1", "val_top5"] + (
         ["val_top1_shuffled"] if video else []) + ["lr", "epoch_seconds"]
-    widths = [max(len(c), 9) for c in columns]
-    print("  ".join(c.rjust(w) for c, w in zip(columns, widths)), flush=True)
-
-    def show(m: dict) -> None:
-        cells = [f"{m[c]:.4g}" if isinstance(m[c], float) else str(m[c]) for c in columns]
-        print("  ".join(c.rjust(w) for c, w in zip(cells, widths)), flush=True)
-
-    result = train(exp, out, resume=args.resume, callback=show)
+    pretrain_columns = ["epoch", "pretrain_loss", "pretrain_val_loss", "pretrain_lr",
+                        "pretrain_epoch_seconds"]
+    if exp.pretrain is not None:
+        p = exp.pretrain
+        print(f"MAE pretraining: {p.epochs} epochs, mask ratio {p.ratio_for(video)}, decoder "
+              f"{p.decoder_depth} x {p.decoder_dim} ({p.decoder_heads} heads); then "
+              f"fine-tuning", flush=True)
+    result = train(exp, out, resume=args.resume, callback=_epoch_table(columns),
+                   pretrain_callback=_epoch_table(pretrain_columns))
     final = result.final
     for report in result.data_reports:
         skipped = sum(len(v) for v in report["skipped"].values())
@@ -160,6 +161,21 @@ def cmd_train(args: argparse.Namespace) -> int:
                 "params", "device"] + (["val_top1_shuffled"] if video else [])
         print(json.dumps({k: final[k] for k in keys} | {"out_dir": out}))
     return 0
+
+
+def _epoch_table(columns: list[str]) -> Callable[[dict], None]:
+    """A per-epoch callback printing ``columns`` as a table, the header before the first row."""
+    widths = [max(len(c), 9) for c in columns]
+    started = []
+
+    def show(m: dict) -> None:
+        if not started:
+            print("  ".join(c.rjust(w) for c, w in zip(columns, widths)), flush=True)
+            started.append(True)
+        cells = [f"{m[c]:.4g}" if isinstance(m[c], float) else str(m[c]) for c in columns]
+        print("  ".join(c.rjust(w) for c, w in zip(cells, widths)), flush=True)
+
+    return show
 
 
 def _front_rows(front: list[dict], objectives: list) -> list[list[str]]:
@@ -257,7 +273,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     # an unreachable tracking server answers at once rather than after minutes of retries
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-    app = create_app(uri, args.experiment, refresh_s=args.refresh)
+    app = create_app(uri, args.experiment, refresh_s=args.refresh, warm=True)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     print(f"dashboard of {uri}: open http://{args.host}:{args.port} (Ctrl-C to stop)",
           flush=True)

@@ -74,15 +74,26 @@ def _empty_figure(text: str = "") -> dict[str, Any]:
 
 
 def create_app(tracking_uri: str | None = None, experiment: str | None = None,
-               refresh_s: float = 5.0, search_dirs: Sequence[Path] | None = None) -> Dash:
+               refresh_s: float = 5.0, search_dirs: Sequence[Path] | None = None,
+               warm: bool = False) -> Dash:
     """The dashboard app for the store ``tracking_uri`` (default: ``./mlruns.db``), opening on
-    ``experiment`` (default: the one with the newest run)."""
+    ``experiment`` (default: the one with the newest run). ``warm``: read the store once now
+    (MLflow's first connection takes a second or two) rather than on the first page load."""
     from mvit_lab.plots.parallel import _render_parallel
     from mvit_lab.plots.pareto import _render_front
     from mvit_lab.plots.run import _render_cost, _render_curves
     from mvit_lab.tracking import resolve_tracking_uri
 
     reader = StoreReader(resolve_tracking_uri(tracking_uri), search_dirs)
+    if warm:
+        try:
+            rows = reader.overview()
+            names = [r["name"] for r in rows]
+            if rows:
+                reader.sweep(experiment if experiment in names else
+                             max(rows, key=lambda r: r["last_start"])["name"])
+        except DataError as err:  # the page will say it, and check again on every tick
+            log.warning("%s", err)
     app = Dash(__name__, title="mvit-lab sweeps", update_title=None)
     app.index_string = layout.INDEX
     app.layout = functools.partial(layout.page, reader.uri, refresh_s, VIEWS)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -231,13 +232,12 @@ class Sweep:
         return [r for r in self.records if r["status"] == "finished" and not r["truncated"]]
 
     def metrics(self) -> list[str]:
-        """Numeric metrics of the finished trials, the objectives first."""
-        seen: dict[str, None] = {o.name: None for o in self.objectives}
+        """The numeric metrics the finished trials logged, the objectives first."""
+        logged: dict[str, None] = {}
         for rec in self.finished:
-            for key in rec.get("metric_names", ()):
-                if key not in _NOT_AXES:
-                    seen.setdefault(key, None)
-        return list(seen)
+            logged.update((k, None) for k in rec.get("metric_names", ()) if k not in _NOT_AXES)
+        first = [o.name for o in self.objectives if o.name in logged]
+        return first + [k for k in logged if k not in first]
 
     def knobs(self) -> list[str]:
         """Model knobs and ``train.*`` keys whose value differs between the trials."""
@@ -284,7 +284,9 @@ def _space_tree(parent: dict[str, str], search_dirs: Sequence[Path]) -> tuple[An
             return tree, "the search space logged on the sweep's parent run"
         return None, "the sweep's parent run logged no search space"
     rel = Path(text)
-    candidates = [rel] if rel.is_absolute() else [Path(d) / rel for d in search_dirs]
+    # lexically normalised: "experiments/../search_spaces/x.yaml" without needing experiments/
+    candidates = [rel] if rel.is_absolute() else [
+        Path(os.path.normpath(Path(d) / rel)) for d in search_dirs]
     for path in candidates:
         if path.is_file():
             return safe_load(path.read_text()), f"search space file {path}"

@@ -39,11 +39,14 @@ def _cost(model_json: str) -> dict[str, Any]:
         blocks = [s for s in specs if s.stage == stage]
         first, last = blocks[0], blocks[-1]
         gflops = report.by_stage.get(f"stage{stage}", 0.0)
+        # as `mvit-lab build` says it: a stage's first block keeps the previous stage's kind
+        attention = "mask unit" if first.mask_unit_attn else "global"
+        if first.mask_unit_attn != last.mask_unit_attn:
+            attention += f" then {'mask unit' if last.mask_unit_attn else 'global'}"
         stages.append(dict(stage=f"stage{stage}", blocks=len(blocks),
                            dim=f"{first.dim}->{last.dim_out}", heads=first.num_heads,
                            grid=f"{_fmt(first.in_grid)} -> {_fmt(last.q_grid)}",
-                           attention="mask unit" if first.mask_unit_attn else "global",
-                           gflops=gflops, share=gflops / total))
+                           attention=attention, gflops=gflops, share=gflops / total))
     return dict(gflops=report.gflops, params=report.params, other_gflops=report.other_gflops,
                 by_stage=dict(report.by_stage), by_module=dict(report.by_module), stages=stages)
 
