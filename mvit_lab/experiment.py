@@ -6,6 +6,7 @@
     data:  {dataset: digits}
     model: {preset: mvitv2_t, input_size: [1, 32, 32], depths: [1, 1, 2, 1], ...}
     train: {epochs: 30, batch_size: 64, lr: 0.002}
+    pretrain: {epochs: 20, mask_ratio: 0.6, decoder_dim: 128}   # optional: MAE first
 
 ``--set section.key=value`` overrides any key (``train.epochs=5``, ``model.pool_mode=max``).
 An unknown section or key, a value of the wrong type, or a model the config rejects is a
@@ -21,12 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mvit_lab._validate import _as_bool, _as_choice, _as_float, _as_int, _fail
+from mvit_lab._validate import _as_bool, _as_choice, _as_float, _as_int, _as_triple, _fail
 from mvit_lab.config import ArchConfig, knob_names
 from mvit_lab.configfile import safe_load
 from mvit_lab.presets import get_config
 
-__all__ = ["DataConfig", "Experiment", "TrainConfig", "apply_overrides", "load_experiment"]
+__all__ = ["DataConfig", "Experiment", "PretrainConfig", "TrainConfig", "apply_overrides",
+           "load_experiment"]
 
 DATASETS = ("digits", "moving_digits", "image_folder", "video_list")
 VIDEO_DATASETS = ("moving_digits", "video_list")
@@ -113,6 +115,71 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class PretrainConfig:
+    """Sparse MAE pretraining before ``train`` fine-tunes (``mvit_lab.models.mae``).
+
+    Unset values follow Hiera: mask ratio 0.6 for images and 0.9 for video; lr, warm-up,
+    weight decay and batch size default to the ``train`` section's.
+    """
+
+    epochs: int = 20
+    mask_ratio: float | None = None  # None: 0.6 for images, 0.9 for video
+    mask_unit_size: tuple[int, int, int] | None = None  # for models without one
+    decoder_dim: int = 512
+    decoder_depth: int = 8
+    decoder_heads: int = 16
+    norm_pix_loss: bool = True
+    lr: float | None = None
+    min_lr: float = 0.0
+    weight_decay: float | None = None
+    warmup_epochs: float | None = None
+    batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        _as_int("pretrain.epochs", self.epochs)
+        if self.mask_ratio is not None:
+            _as_float("pretrain.mask_ratio", self.mask_ratio, 0.0, 1.0)
+            if self.mask_ratio >= 1.0:
+                raise _fail("pretrain.mask_ratio", f"must be below 1, got {self.mask_ratio}")
+        if self.mask_unit_size is not None:
+            object.__setattr__(self, "mask_unit_size",
+                               _as_triple("pretrain.mask_unit_size", self.mask_unit_size))
+        _as_int("pretrain.decoder_dim", self.decoder_dim)
+        _as_int("pretrain.decoder_depth", self.decoder_depth, minimum=0)
+        _as_int("pretrain.decoder_heads", self.decoder_heads)
+        if self.decoder_dim % self.decoder_heads:
+            raise _fail("pretrain.decoder_heads", f"{self.decoder_heads} heads do not divide "
+                                                  f"decoder_dim {self.decoder_dim}")
+        _as_bool("pretrain.norm_pix_loss", self.norm_pix_loss)
+        if self.lr is not None:
+            _as_float("pretrain.lr", self.lr, 0.0, low_open=True)
+        _as_float("pretrain.min_lr", self.min_lr, 0.0)
+        if self.weight_decay is not None:
+            _as_float("pretrain.weight_decay", self.weight_decay, 0.0)
+        if self.warmup_epochs is not None:
+            _as_float("pretrain.warmup_epochs", self.warmup_epochs, 0.0)
+        if self.batch_size is not None:
+            _as_int("pretrain.batch_size", self.batch_size)
+
+    def ratio_for(self, video: bool) -> float:
+        return self.mask_ratio if self.mask_ratio is not None else (0.9 if video else 0.6)
+
+    def encoder_config(self, model: ArchConfig) -> ArchConfig:
+        """The model as pretrained: with ``mask_unit_size`` where the model has none."""
+        if self.mask_unit_size is None or self.mask_unit_size == model.mask_unit_size:
+            return model
+        if model.mask_unit_size is not None:
+            raise _fail("pretrain.mask_unit_size",
+                        f"{self.mask_unit_size} differs from model.mask_unit_size "
+                        f"{model.mask_unit_size}, which its mask-unit attention uses; leave "
+                        "pretrain.mask_unit_size unset")
+        try:
+            return model.replace(mask_unit_size=self.mask_unit_size)
+        except ValueError as err:
+            raise _fail("pretrain.mask_unit_size", str(err)) from None
+
+
+@dataclass(frozen=True)
 class Experiment:
     name: str
     data: DataConfig
@@ -120,11 +187,15 @@ class Experiment:
     train: TrainConfig
     path: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # sections later layers read
+    pretrain: PretrainConfig | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(name=self.name, data=_plain(dataclasses.asdict(self.data)),
-                    model=self.model.to_dict(), train=dataclasses.asdict(self.train),
-                    **copy.deepcopy(self.extra))
+        out = dict(name=self.name, data=_plain(dataclasses.asdict(self.data)),
+                   model=self.model.to_dict(), train=dataclasses.asdict(self.train),
+                   **copy.deepcopy(self.extra))
+        if self.pretrain is not None:
+            out["pretrain"] = _plain(dataclasses.asdict(self.pretrain))
+        return out
 
 
 def _plain(d: dict[str, Any]) -> dict[str, Any]:
@@ -194,7 +265,7 @@ def _build_model(values: Any) -> ArchConfig:
 def experiment_from_dict(tree: dict[str, Any], path: str | None = None) -> Experiment:
     if not isinstance(tree, dict):
         raise ValueError("experiment: expected a mapping with data, model and train sections")
-    allowed = {"name", "model", *SECTIONS, *EXTRA_SECTIONS}
+    allowed = {"name", "model", "pretrain", *SECTIONS, *EXTRA_SECTIONS}
     unknown = sorted(set(tree) - allowed)
     if unknown:
         raise ValueError(f"{unknown[0]}: unknown section (known: {', '.join(sorted(allowed))})")
@@ -206,6 +277,22 @@ def experiment_from_dict(tree: dict[str, Any], path: str | None = None) -> Exper
     data = _build_section(DataConfig, "data", tree.get("data"))
     train = _build_section(TrainConfig, "train", tree.get("train"))
     model = _build_model(tree["model"])
+    pretrain = None
+    if tree.get("pretrain") is not None:
+        pretrain = _build_section(PretrainConfig, "pretrain", tree["pretrain"])
+        from mvit_lab.masking import check_sparse, num_units, random_keep
+
+        try:
+            encoder = pretrain.encoder_config(model)
+            check_sparse(encoder)
+            random_keep(1, num_units(encoder), pretrain.ratio_for(data.is_video))
+        except ValueError as err:
+            text = str(err)
+            if text.startswith("mask_ratio:"):
+                text = f"pretrain.{text}"
+            elif not text.startswith("pretrain."):
+                text = f"pretrain: the model cannot run sparse MAE: model.{text}"
+            raise ValueError(text) from None
     if data.is_video == model.is_image:
         kind = "a video" if data.is_video else "an image"
         raise ValueError(f"model.input_size: {data.dataset} is {kind} dataset but the model's "
@@ -214,7 +301,8 @@ def experiment_from_dict(tree: dict[str, Any], path: str | None = None) -> Exper
         raise ValueError(f"model.in_chans: the datasets give 3-channel inputs, got "
                          f"{model.in_chans}")
     extra = {k: copy.deepcopy(tree[k]) for k in EXTRA_SECTIONS if k in tree}
-    return Experiment(name=name, data=data, model=model, train=train, path=path, extra=extra)
+    return Experiment(name=name, data=data, model=model, train=train, path=path, extra=extra,
+                      pretrain=pretrain)
 
 
 def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Experiment:

@@ -252,7 +252,7 @@ def run_sweep(exp: Experiment, *, resume: bool = False, address: str | None = No
         sweep_dir.mkdir(parents=True, exist_ok=True)
         state_file.write_text(json.dumps(dict(parent_run_id=parent, name=exp.name), indent=2))
     spec = dict(experiment={k: v for k, v in exp.to_dict().items()
-                            if k in ("name", "data", "model", "train")},
+                            if k in ("name", "data", "model", "train", "pretrain")},
                 space=sweep.space_tree, point={}, seed=sweep.seeds[0],
                 tracking_uri=sweep.tracking_uri, mlflow_experiment=sweep.mlflow_experiment,
                 parent_run_id=parent, trials_dir=str(sweep_dir / "trials"))
@@ -272,7 +272,7 @@ def run_sweep(exp: Experiment, *, resume: bool = False, address: str | None = No
                                    name="tune", storage_path=str(sweep_dir), verbose=0,
                                    failure_config=tune.FailureConfig(max_failures=0)))
         results = tuner.fit()
-        _record_errors(results, sweep, tracker, parent)
+        _record_errors(results, sweep, tracker, parent, exp.to_dict().get("pretrain"))
     finally:
         tracker.close_stale(parent)
     runs = runs_dataframe(sweep.tracking_uri, sweep.mlflow_experiment, parent_run_id=parent)
@@ -329,7 +329,8 @@ def _log_front_figures(tracker: Any, parent: str, records: list[dict[str, Any]],
         log.warning("report.html not written to the parent run: %s", err)
 
 
-def _record_errors(results: Any, sweep: SweepConfig, tracker: Any, parent: str) -> None:
+def _record_errors(results: Any, sweep: SweepConfig, tracker: Any, parent: str,
+                   pretrain: dict[str, Any] | None = None) -> None:
     """Trials whose process died (SIGKILL, out of memory) never reached their own failure
     handler: finish their MLflow runs as FAILED, with Ray's error as the reason."""
     from mvit_lab.tracking import runs_dataframe
@@ -353,7 +354,8 @@ def _record_errors(results: Any, sweep: SweepConfig, tracker: Any, parent: str) 
         else:
             point = _sampled_point(sweep.space, {k: config[k] for k in sweep.space.params})
             seed = sweep.seeds[0]
-        reasons[trial_id(point, seed)] = f"{type(result.error).__name__}: {result.error}"
+        reasons[trial_id(point, seed, pretrain)] = f"{type(result.error).__name__}: " \
+                                                   f"{result.error}"
     first = f"{type(errored[0].error).__name__}: {errored[0].error}"
     for tid, run_id in running.items():
         reason = reasons.get(tid, f"the trial's process died before reporting ({first})")

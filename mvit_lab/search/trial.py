@@ -46,10 +46,13 @@ class TrialSpec:
     throughput_batch: int = 8
 
 
-def trial_id(point: Point, seed: int) -> str:
-    """A stable id for (point, seed): the same trial after a restart maps to the same runs."""
-    key = json.dumps(dict(model=point.model, train=point.train, seed=seed), sort_keys=True,
-                     default=str)
+def trial_id(point: Point, seed: int, pretrain: dict[str, Any] | None = None) -> str:
+    """A stable id for (point, seed[, pretraining recipe]): the same trial after a restart
+    maps to the same runs."""
+    fields: dict[str, Any] = dict(model=point.model, train=point.train, seed=seed)
+    if pretrain is not None:
+        fields["pretrain"] = pretrain
+    key = json.dumps(fields, sort_keys=True, default=str)
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
@@ -84,10 +87,12 @@ def run_trial(spec: TrialSpec, report: Report | None = None) -> dict[str, Any]:
 
     started = time.perf_counter()
     exp, point, space = _build(spec)
-    tid = trial_id(point, spec.seed)
+    pretrain = exp.to_dict().get("pretrain")
+    tid = trial_id(point, spec.seed, pretrain)
     tracker = Tracker(spec.tracking_uri, spec.mlflow_experiment)
     tags = dict(trial_id=tid, point=point.name, seed=str(spec.seed), status="running",
-                search_mode=space.mode, pid=str(os.getpid()), node=_node_id())
+                search_mode=space.mode, pid=str(os.getpid()), node=_node_id(),
+                recipe="mae" if pretrain else "scratch")
     if point.step is not None:
         tags["ladder_step"] = str(point.step)
     params = flatten_params(dict(model=exp.model.to_dict(),
@@ -104,7 +109,11 @@ def run_trial(spec: TrialSpec, report: Report | None = None) -> dict[str, Any]:
 
         cost = count_flops(exp.model)
         base = dict(gflops=cost.gflops, params=cost.params, trial_id=tid)
-        tracker.log_metrics(run_id, dict(gflops=cost.gflops, params=cost.params), step=0)
+        if exp.pretrain is not None:  # the MAE encoder's sparse cost, next to the dense one
+            ratio = exp.pretrain.ratio_for(exp.data.is_video)
+            sparse = count_flops(exp.pretrain.encoder_config(exp.model), mask_ratio=ratio)
+            base.update(pretrain_gflops=sparse.gflops, encoder_gflops=cost.encoder_gflops)
+        tracker.log_metrics(run_id, {k: v for k, v in base.items() if k != "trial_id"}, step=0)
         broken = space.check_constraints(dict(gflops=cost.gflops, params=cost.params))
         if broken:
             reason = "; ".join(broken)
@@ -143,15 +152,23 @@ def run_trial(spec: TrialSpec, report: Report | None = None) -> dict[str, Any]:
         out_dir = Path(spec.trials_dir) / tid
         resume = (out_dir / "checkpoint.pt").is_file()
         train_start = time.perf_counter()
-        result = train(exp, out_dir, resume=resume, callback=on_epoch)
+        def on_pretrain_epoch(metrics: dict[str, Any]) -> None:  # MLflow only: Tune's
+            # schedulers compare the objective metrics, which pretraining does not have
+            tracker.log_metrics(run_id, {k: v for k, v in metrics.items()
+                                         if k != "epoch" and isinstance(v, (int, float))},
+                                step=int(metrics["epoch"]))
+
+        result = train(exp, out_dir, resume=resume, callback=on_epoch,
+                       pretrain_callback=on_pretrain_epoch)
         train_seconds = time.perf_counter() - train_start
         # everything but training and measuring: building, counting, tracking, data loading
         overhead = setup + (train_seconds - result.final.get("train_seconds", train_seconds))
         final = dict(base, **{k: v for k, v in result.final.items()
                               if isinstance(v, (int, float, str))},
                      status="finished", overhead_seconds=overhead, measure_seconds=measure)
-        tracker.log_metrics(run_id, {k: v for k, v in final.items()
-                                     if isinstance(v, (int, float)) and math.isfinite(v)},
+        per_epoch = {"pretrain_loss", "pretrain_val_loss"}  # logged per pretraining epoch
+        tracker.log_metrics(run_id, {k: v for k, v in final.items() if k not in per_epoch
+                                     and isinstance(v, (int, float)) and math.isfinite(v)},
                             step=int(final.get("epochs", 0)))
         tracker.log_dict(run_id, result.data_reports, "data_report.json")
         tracker.set_tags(run_id, dict(status="finished", truncated="false"))

@@ -45,6 +45,7 @@ class TrainResult:
     final: dict[str, Any]  # the last epoch's metrics, with run facts
     data_reports: list[dict[str, Any]] = field(default_factory=list)
     out_dir: str | None = None
+    pretrain_history: list[dict[str, Any]] = field(default_factory=list)  # MAE epochs
 
 
 def _device(name: str) -> torch.device:
@@ -59,7 +60,8 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]
     """No weight decay on norms, biases, position tables and the cls token."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
-        if p.ndim <= 1 or "pos_embed" in name or "rel_pos" in name or name == "cls_token":
+        if p.ndim <= 1 or "pos_embed" in name or "rel_pos" in name or name in (
+                "cls_token", "mask_token"):
             no_decay.append(p)
         else:
             decay.append(p)
@@ -73,6 +75,15 @@ def lr_at(step: int, total: int, warmup: int, lr: float, min_lr: float) -> float
         return lr * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def amp_setup(device: torch.device, amp: str) -> tuple[bool, Callable[[], Any], Any]:
+    """(enabled, autocast context factory, grad scaler): autocast on CUDA only, a scaler only
+    for float16."""
+    use_amp = device.type == "cuda" and amp != "none"
+    dtype = getattr(torch, amp) if use_amp else None
+    autocast = (lambda: torch.autocast("cuda", dtype=dtype)) if use_amp else nullcontext
+    return use_amp, autocast, torch.amp.GradScaler("cuda", enabled=use_amp and amp == "float16")
 
 
 def _worker_init(worker_id: int) -> None:
@@ -133,12 +144,15 @@ def _progress(iterable: Any, desc: str, total: int) -> Any:
 
 
 def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = False,
-          callback: EpochCallback | None = None, datasets: Datasets | None = None) -> TrainResult:
+          callback: EpochCallback | None = None, datasets: Datasets | None = None,
+          pretrain_callback: EpochCallback | None = None) -> TrainResult:
     """Train ``exp.model`` on ``exp.data`` with ``exp.train``; see the module docstring.
 
     ``callback(metrics)`` runs after every epoch (sweeps report through it; raising stops the
     run after that epoch's checkpoint). ``out_dir`` receives the checkpoint, the resolved
     experiment, the data reports and the metrics; ``resume=True`` continues from its checkpoint.
+    With a ``pretrain`` section, sparse MAE pretraining runs first (``pretrain_callback`` gets
+    its epochs) and fine-tuning starts from the pretrained encoder.
     """
     cfg = exp.train
     if cfg.threads:
@@ -152,8 +166,20 @@ def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = 
         model_cfg = model_cfg.replace(num_classes=data.num_classes)
         exp = dataclasses.replace(exp, model=model_cfg)
         log.info("model.num_classes set to the dataset's %d classes", data.num_classes)
+    encoder, pretrain_history = None, []
+    if exp.pretrain is not None:
+        from mvit_lab.train.pretrain import pretrain
+
+        pretrain_start = time.perf_counter()
+        encoder, pretrain_history = pretrain(exp, data, device, out, resume=resume,
+                                             callback=pretrain_callback)
+        pretrain_seconds = time.perf_counter() - pretrain_start
     torch.manual_seed(cfg.seed)
     model = build_model(model_cfg).to(device)
+    if encoder is not None:
+        from mvit_lab.models.mae import load_encoder
+
+        load_encoder(model, encoder)  # all but the head and its norm
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
     workers = exp.data.num_workers
@@ -163,10 +189,7 @@ def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = 
     steps_per_epoch = len(train_loader)
     total_steps = cfg.epochs * steps_per_epoch
     warmup_steps = round(cfg.warmup_epochs * steps_per_epoch)
-    use_amp = device.type == "cuda" and cfg.amp != "none"
-    amp_dtype = getattr(torch, cfg.amp) if use_amp else None
-    autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if use_amp else nullcontext
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and cfg.amp == "float16")
+    use_amp, autocast, scaler = amp_setup(device, cfg.amp)
     history: list[dict[str, Any]] = []
     start_epoch = 0
     if out is not None:
@@ -227,9 +250,15 @@ def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = 
     final = dict(history[-1]) if history else {}
     final.update(params=params, train_seconds=time.perf_counter() - started,
                  epochs=cfg.epochs, device=str(device), num_classes=data.num_classes)
+    if pretrain_history:
+        last = pretrain_history[-1]
+        final.update(pretrain_loss=last["pretrain_loss"],
+                     pretrain_val_loss=last["pretrain_val_loss"],
+                     pretrain_epochs=len(pretrain_history), pretrain_seconds=pretrain_seconds)
     return TrainResult(history=history, final=final,
                        data_reports=[r.to_dict() for r in data.reports],
-                       out_dir=str(out) if out is not None else None)
+                       out_dir=str(out) if out is not None else None,
+                       pretrain_history=pretrain_history)
 
 
 def _save_checkpoint(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
