@@ -96,14 +96,19 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
     cfg = load_arch(args.arch, parse_overrides(args.set))
     flops = count_flops(cfg, batch_size=1)
+    sparse = None
+    if args.mask_ratio is not None:
+        sparse = count_flops(cfg, mask_ratio=args.mask_ratio)  # validates first: no timing
     model = build_model(cfg)
     speed = measure_throughput(model, batch_size=args.batch, device=args.device,
                                dtype=args.dtype, mode=args.mode, compile=args.compile,
                                iters=args.iters, repeats=args.repeats,
                                peak_tflops_override=args.peak_tflops)
     if args.json:
-        print(json.dumps(dict(config=cfg.to_dict(), flops=flops.to_dict(),
-                              speed=speed.to_dict())))
+        out = dict(config=cfg.to_dict(), flops=flops.to_dict(), speed=speed.to_dict())
+        if sparse is not None:
+            out["mae_encoder_flops"] = sparse.to_dict()
+        print(json.dumps(out))
         return 0
     print(f"params: {flops.params:,}")
     print(f"GFLOPs: {flops.gflops:.3f} per {'image' if cfg.is_image else 'clip'} "
@@ -115,6 +120,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
     print(_table(rows, ["module", "GFLOPs", "share"]))
     if flops.skipped:
         print(f"not counted: {flops.skipped}")
+    if sparse is not None:
+        print(f"MAE encoder at mask ratio {args.mask_ratio} (masked units deleted): "
+              f"{sparse.gflops:.3f} GFLOPs, {100 * sparse.gflops / flops.encoder_gflops:.1f}% "
+              f"of the dense encoder's {flops.encoder_gflops:.3f}")
     unit = "images" if cfg.is_image else "clips"
     print(f"\n{speed.mode} on {speed.device_name}, {speed.dtype}, batch {speed.batch_size}"
           f"{', compiled' if speed.compiled else ''}:")
@@ -309,6 +318,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3, help="timed blocks")
     p.add_argument("--peak-tflops", type=float, default=None,
                    help="the device's peak TFLOP/s for MFU (default: datasheet or measured)")
+    p.add_argument("--mask-ratio", type=float, default=None, metavar="R",
+                   help="also count the MAE encoder run sparsely at mask ratio R")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_profile)
     p = sub.add_parser("train", help="train one architecture from an experiment file")

@@ -164,6 +164,22 @@ class PretrainConfig:
     def ratio_for(self, video: bool) -> float:
         return self.mask_ratio if self.mask_ratio is not None else (0.9 if video else 0.6)
 
+    def check(self, model: ArchConfig, video: bool) -> None:
+        """Raise a ``ValueError`` naming the key if ``model`` cannot be pretrained this way."""
+        from mvit_lab.masking import check_sparse, num_units, random_keep
+
+        try:
+            encoder = self.encoder_config(model)
+            check_sparse(encoder)
+            random_keep(1, num_units(encoder), self.ratio_for(video))
+        except ValueError as err:
+            text = str(err)
+            if text.startswith("mask_ratio:"):
+                text = f"pretrain.{text}"
+            elif not text.startswith("pretrain."):
+                text = f"pretrain: the model cannot run sparse MAE: model.{text}"
+            raise ValueError(text) from None
+
     def encoder_config(self, model: ArchConfig) -> ArchConfig:
         """The model as pretrained: with ``mask_unit_size`` where the model has none."""
         if self.mask_unit_size is None or self.mask_unit_size == model.mask_unit_size:
@@ -280,19 +296,8 @@ def experiment_from_dict(tree: dict[str, Any], path: str | None = None) -> Exper
     pretrain = None
     if tree.get("pretrain") is not None:
         pretrain = _build_section(PretrainConfig, "pretrain", tree["pretrain"])
-        from mvit_lab.masking import check_sparse, num_units, random_keep
-
-        try:
-            encoder = pretrain.encoder_config(model)
-            check_sparse(encoder)
-            random_keep(1, num_units(encoder), pretrain.ratio_for(data.is_video))
-        except ValueError as err:
-            text = str(err)
-            if text.startswith("mask_ratio:"):
-                text = f"pretrain.{text}"
-            elif not text.startswith("pretrain."):
-                text = f"pretrain: the model cannot run sparse MAE: model.{text}"
-            raise ValueError(text) from None
+    if pretrain is not None and "search" not in tree:  # a sweep checks each of its points
+        pretrain.check(model, data.is_video)
     if data.is_video == model.is_image:
         kind = "a video" if data.is_video else "an image"
         raise ValueError(f"model.input_size: {data.dataset} is {kind} dataset but the model's "

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -227,12 +228,16 @@ def resolve_point(space: SearchSpace, model_base: ArchConfig, point: Point) -> A
     return cfg.replace(**point.model) if point.model else cfg
 
 
-def validate_points(space: SearchSpace, model_base: ArchConfig) -> list[str]:
-    """Every grid point or ladder step that cannot build, as ``name: error`` lines."""
+def validate_points(space: SearchSpace, model_base: ArchConfig,
+                    check: Callable[[ArchConfig], Any] | None = None) -> list[str]:
+    """Every grid point or ladder step that cannot build (or that ``check`` rejects with a
+    ``ValueError``), as ``name: error`` lines."""
     problems = []
     for point in space.points():
         try:
-            resolve_point(space, model_base, point)
+            cfg = resolve_point(space, model_base, point)
+            if check is not None:
+                check(cfg)
         except ValueError as err:
             problems.append(f"{point.name}: {err}")
     return problems

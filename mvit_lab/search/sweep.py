@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mvit_lab.config import ArchConfig
 from mvit_lab.configfile import safe_load
 from mvit_lab.experiment import Experiment
 from mvit_lab.search.pareto import Objective, front_table, parse_objectives
@@ -91,7 +92,13 @@ def parse_sweep(exp: Experiment) -> SweepConfig:
             raise ValueError(f"search: no such search space file {path}")
         space_tree = safe_load(path.read_text())
     space = parse_space(space_tree)
-    problems = validate_points(space, exp.model)
+    check = None
+    if exp.pretrain is not None:  # every point must run sparse MAE
+        pretrain, video = exp.pretrain, exp.data.is_video
+
+        def check(cfg: ArchConfig) -> None:
+            pretrain.check(cfg, video)
+    problems = validate_points(space, exp.model, check)
     if problems:
         raise ValueError(f"search: {len(problems)} point(s) cannot build: " + "; ".join(problems))
     objectives = parse_objectives(extra.get("objectives") or {"val_top1": "max"})

@@ -92,6 +92,7 @@ def test_profile_cli_json(capsys):
                  "--iters", "1", "--repeats", "2", "--json", "--peak-tflops", "1"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["flops"]["skipped"] == {} and out["speed"]["mfu"] > 0
+    assert "mae_encoder_flops" not in out
     assert set(out["flops"]["by_stage"]) == {"stem", "stage0", "stage1", "stage2", "stage3",
                                              "head"}
 
@@ -105,8 +106,27 @@ def test_profile_cli_table(capsys):
         assert text in out
 
 
+def test_profile_cli_counts_the_sparse_mae_encoder(capsys):
+    argv = ["profile", "hiera_t", "--set", "input_size=[1,64,64]", "--iters", "1",
+            "--repeats", "1", "--mask-ratio", "0.5"]
+    assert main([*argv, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    sparse, dense = out["mae_encoder_flops"], out["flops"]
+    assert sparse["mask_ratio"] == 0.5 and "head" not in sparse["by_stage"]
+    # 2 of 4 units; the stem stays dense, and stages 3-4 attend globally (quadratic in
+    # tokens), so the blocks cost slightly under half
+    stem = dense["by_stage"]["stem"]
+    assert sparse["by_stage"]["stem"] == stem
+    blocks = sparse["gflops"] - stem
+    dense_blocks = dense["gflops"] - dense["by_stage"]["head"] - stem
+    assert 0.45 * dense_blocks < blocks < 0.5 * dense_blocks
+    assert main(argv) == 0
+    assert "MAE encoder at mask ratio 0.5 (masked units deleted): " in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["profile", "mvitv2_t", "--set", "foo=1"], "foo: not an ArchConfig field"),
+    (["profile", "mvitv2_t", "--mask-ratio", "0.6"], "mask_unit_size: sparse MAE masking"),
     (["profile", "mvitv2_t", "--set", "depths=x"], "depths: must be a non-empty list"),
     (["profile", "mvitv2_t", "--device", "cuda:0"] if not torch.cuda.is_available() else
      ["profile", "mvitv2_t", "--device", "tpu"], "device: "),
