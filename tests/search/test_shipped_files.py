@@ -35,3 +35,12 @@ def test_ladder_files_take_the_steps_of_hiera_ladder():
 
     last = resolve_point(parse_sweep(imagenet).space, imagenet.model, points[-1])
     assert last.replace(drop_path_rate=0.0) == hiera_ladder()[-1][1]
+
+
+@pytest.mark.parametrize("name", ["hiera_ladder_digits", "hiera_ladder_moving_digits"])
+def test_mae_ladders_are_the_scratch_ladders_plus_pretraining(name):
+    scratch = load_experiment(ROOT / "experiments" / f"{name}.yaml")
+    mae = load_experiment(ROOT / "experiments" / f"{name}_mae.yaml")
+    assert scratch.pretrain is None and mae.pretrain is not None
+    assert (mae.data, mae.train, mae.extra) == (scratch.data, scratch.train, scratch.extra)
+    assert parse_sweep(mae).space.points() == parse_sweep(scratch).space.points()
