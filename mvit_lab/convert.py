@@ -11,6 +11,12 @@ result loads with ``strict=True`` into ``build_model(cfg)``.
 - ``slowfast``: SlowFast MViTv1 / MViTv2 video checkpoints (flat ``blocks.N``,
   ``attn.pool_q`` + ``attn.norm_q``, ``pos_embed_class``, ``head.projection``);
 - ``mvit``: facebookresearch/mvit MViTv2 image checkpoints (as SlowFast, 2-D).
+- ``mae``: MAE pretraining checkpoints, Hiera's ``MaskedAutoencoderHiera`` (``mae_in1k``,
+  ``mae_k400``) or mvit-lab's ``MaskedAutoencoder``: the encoder is kept, the decoder dropped;
+- ``encoder``: encoder weights alone (mvit-lab's ``encoder.pt``; Hiera layout, no head).
+
+An ``mae`` or ``encoder`` checkpoint has no classifier: the model's head and final norm keep
+their initialisation, as when Hiera fine-tunes an MAE model.
 
 Checkpoint wrappers (``model_state``, ``model``, ``state_dict``) and DDP's ``module.`` prefix
 are removed first.
@@ -40,7 +46,9 @@ __all__ = ["SOURCES", "check_state_dict", "convert_state_dict", "detect_source",
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("timm", "torchvision", "hiera", "slowfast", "mvit")
+SOURCES = ("timm", "torchvision", "hiera", "slowfast", "mvit", "mae", "encoder")
+_ENCODER_KEYS = ("patch_embed.", "pos_embed", "blocks.")  # the encoder of an MAE checkpoint
+_FRESH = ("norm.", "head.")  # what an encoder-only checkpoint leaves initialised
 
 # A (pattern, replacement) table per source; the first matching pattern renames a key.
 _POOL = [
@@ -77,6 +85,7 @@ _RULES: dict[str, list[tuple[str, str]]] = {
     ],
 }
 _RULES["mvit"] = _RULES["slowfast"]
+_RULES["mae"] = _RULES["encoder"] = []
 
 # torchvision keeps tokens and position tables without the batch (and token) dimension
 _TO_TOKENS = {"cls_token", "pos_embed_spatial", "pos_embed_temporal", "pos_embed_cls"}
@@ -101,6 +110,9 @@ def unwrap_checkpoint(obj: Mapping[str, Any]) -> dict[str, torch.Tensor]:
 def detect_source(state_dict: Mapping[str, Any]) -> str:
     """Guess which implementation wrote ``state_dict`` from its key layout."""
     keys = set(state_dict)
+    if "decoder_pos_embed" in keys or any(k.startswith("multi_scale_fusion_heads.")
+                                          for k in keys):
+        return "mae"
     if "conv_proj.weight" in keys or any(k.startswith("pos_encoding.") for k in keys):
         return "torchvision"
     if any(k.startswith("stages.") for k in keys) or "head.norm.weight" in keys:
@@ -110,6 +122,8 @@ def detect_source(state_dict: Mapping[str, Any]) -> str:
     if "head.fc.weight" in keys and "norm.weight" in keys:
         raise ValueError("checkpoint: this is already an mvit-lab state dict; load it with "
                          "model.load_state_dict")
+    if "patch_embed.proj.weight" in keys and not any(k.startswith(_FRESH) for k in keys):
+        return "encoder"
     if "head.projection.weight" in keys or "norm.weight" in keys:
         mvit_like = any(re.search(r"\.(norm_[qkv]|pool_[qkv])\.|rel_pos_", k) for k in keys) or (
             "cls_token" in keys)
@@ -140,6 +154,9 @@ def convert_state_dict(state_dict: Mapping[str, Any], source: str,
                          "embedding) has no mvit-lab equivalent")
     if source == "timm":
         sd = _flatten_timm_stages(sd, cfg)
+    if source == "mae":  # mvit-lab's MaskedAutoencoder nests the encoder under encoder.
+        sd = {k.removeprefix("encoder."): v for k, v in sd.items()}
+        sd = {k: v for k, v in sd.items() if k.startswith(_ENCODER_KEYS)}
     out: dict[str, torch.Tensor] = {}
     for key, value in sd.items():
         new = key
@@ -193,7 +210,8 @@ def load_pretrained(path: str | Path, cfg_or_preset: ArchConfig | str,
 
     The file is read with ``torch.load(weights_only=True)``; ``source`` is detected from the
     key layout when not given. ``reset_head=True`` keeps the new model's freshly initialised
-    classifier (to fine-tune on another label set) and loads everything else strictly.
+    classifier (to fine-tune on another label set) and loads everything else strictly. An
+    MAE or encoder-only checkpoint leaves the head and its norm at their initialisation.
     """
     path = Path(path)
     if not path.is_file():
@@ -213,6 +231,10 @@ def load_pretrained(path: str | Path, cfg_or_preset: ArchConfig | str,
         for key in ("head.fc.weight", "head.fc.bias"):
             converted.pop(key, None)
             converted[key] = model.state_dict()[key]
+    if source in ("mae", "encoder"):  # pretrained without a classifier: both start fresh
+        for key, value in model.state_dict().items():
+            if key.startswith(_FRESH) and key not in converted:
+                converted[key] = value
     problems = check_state_dict(model, converted)
     if problems:
         raise ValueError(f"{path}: the {source} checkpoint does not fit this config; "

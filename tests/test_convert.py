@@ -362,6 +362,34 @@ def test_load_pretrained_into_a_preset_and_fine_tune_head(tmp_path):
     assert torch.equal(tuned.norm.weight, ref.head.norm.weight)
 
 
+def test_load_pretrained_takes_the_encoder_of_mae_checkpoints(tmp_path):
+    """Hiera's MAE release layout (model_state, with decoder), mvit-lab's MAE, and an
+    encoder.pt all fine-tune from the encoder; the head and its norm start fresh."""
+    from hiera.hiera_mae import MaskedAutoencoderHiera
+
+    from mvit_lab.models.mae import DecoderConfig, MaskedAutoencoder
+
+    cfg = get_config("hiera_t", input_size=(1, 64, 64), q_pool=2, num_classes=10)
+    official = MaskedAutoencoderHiera(input_size=(64, 64), embed_dim=96, num_heads=1,
+                                      stages=(1, 2, 7, 2), q_pool=2, decoder_embed_dim=32,
+                                      decoder_depth=1, decoder_num_heads=2)
+    ours = MaskedAutoencoder(cfg, DecoderConfig(dim=32, depth=1, heads=2))
+    files = {"official.pth": {"model_state": official.state_dict()},
+             "ours.pth": ours.state_dict(), "encoder.pt": ours.encoder_state_dict()}
+    for name, obj in files.items():
+        torch.save(obj, tmp_path / name)
+    assert detect_source(files["official.pth"]["model_state"]) == "mae"
+    assert detect_source(files["ours.pth"]) == "mae"
+    assert detect_source(files["encoder.pt"]) == "encoder"
+    for name, source in (("official.pth", official), ("ours.pth", ours.encoder),
+                         ("encoder.pt", ours.encoder)):
+        model = load_pretrained(tmp_path / name, cfg)
+        assert torch.equal(model.blocks[5].attn.qkv.weight, source.blocks[5].attn.qkv.weight)
+        assert torch.equal(model.pos_embed, source.pos_embed)
+        assert model.head.fc.out_features == 10 and model(torch.randn(1, 3, 64, 64)).shape == (
+            1, 10)
+
+
 def test_load_pretrained_lists_what_does_not_fit(tmp_path):
     ref = build_reference("timm", "hiera_tiny_224", dict(img_size=(64, 64)))
     path = tmp_path / "hiera_tiny.pth"
