@@ -30,7 +30,13 @@ from torch import nn
 
 from mvit_lab._validate import _as_int
 from mvit_lab.config import ArchConfig, BlockSpec
-from mvit_lab.masking import check_sparse, ids_from_keep, keep_from_ids, random_keep
+from mvit_lab.masking import (
+    check_sparse,
+    ids_from_keep,
+    keep_from_ids,
+    random_keep,
+    unit_counts,
+)
 from mvit_lab.models._layout import window_merge
 from mvit_lab.models.block import MultiScaleBlock
 from mvit_lab.models.mvit import MultiscaleViT
@@ -75,12 +81,11 @@ class MaskedAutoencoder(nn.Module):
         self.cfg, self.decoder_cfg = cfg, decoder
         self.encoder = MultiscaleViT(cfg)
         del self.encoder.norm, self.encoder.head  # pretraining has no classifier
-        enc = self.encoder
-        grids = enc.stage_grids
+        grids = self.encoder.stage_grids
         # the last output of each resolution, and the final one
         self.fused_stages = tuple(s for s in range(len(grids))
                                   if s == len(grids) - 1 or grids[s] != grids[s + 1])
-        counts = enc.units(torch.zeros(1, 1, dtype=torch.long)).counts
+        counts = unit_counts(cfg)[1:] if cfg.is_image else unit_counts(cfg)
         final_unit = tuple(g // c for g, c in zip(grids[-1], counts))
         self.final_grid, self.final_unit = grids[-1], final_unit
         dim_out = cfg.num_features
