@@ -220,12 +220,16 @@ def load_encoder(model: MultiscaleViT, state_dict: Mapping[str, torch.Tensor]) -
     sd = dict(state_dict)
     if any(k.startswith("encoder.") for k in sd):  # a whole MaskedAutoencoder state dict
         sd = {k[len("encoder."):]: v for k, v in sd.items() if k.startswith("encoder.")}
-    result = model.load_state_dict(sd, strict=False)
-    fresh = [k for k in result.missing_keys if k.split(".")[0] in ("norm", "head")]
-    problems = [f"missing {k}" for k in result.missing_keys if k not in fresh]
-    problems += [f"unexpected {k}" for k in result.unexpected_keys]
+    own = model.state_dict()
+    fresh = sorted(k for k in set(own) - set(sd) if k.split(".")[0] in ("norm", "head"))
+    problems = [f"missing {k}" for k in sorted(set(own) - set(sd)) if k not in fresh]
+    problems += [f"unexpected {k}" for k in sorted(set(sd) - set(own))]
+    problems += [f"{k} has shape {tuple(v.shape)}, the model {tuple(own[k].shape)}"
+                 for k, v in sd.items() if k in own and v.shape != own[k].shape]
     if problems:
-        raise ValueError("pretrained encoder: does not fit the model: " + "; ".join(problems))
+        raise ValueError(f"pretrained encoder: does not fit the model ({len(problems)} "
+                         "problems): " + "; ".join(problems[:10]))
+    model.load_state_dict(sd, strict=False)
     return fresh
 
 
