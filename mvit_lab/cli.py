@@ -208,7 +208,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"sweep {exp.name}: {n} trials ({sweep.algorithm}), objectives "
           + ", ".join(f"{o.name} {o.sense}" for o in sweep.objectives)
           + f"; tracking {sweep.tracking_uri}", flush=True)
-    result = run_sweep(exp, resume=args.resume, address=args.address)
+    result = run_sweep(exp, resume=args.resume or args.retry_failed, address=args.address,
+                       retry_failed=args.retry_failed)
     counts = ", ".join(f"{v} {k}" for k, v in sorted(result["counts"].items()))
     print(f"trials: {counts}")
     names = [o.name for o in sweep.objectives]
@@ -337,6 +338,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="override a key, e.g. --set budget.samples=4 (repeatable)")
     p.add_argument("--resume", action="store_true",
                    help="finish an interrupted sweep: finished trials are not run again")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="resume, and run the failed trials again from their last checkpoint")
     p.add_argument("--address", help="an existing Ray cluster (ray://host:10001 or host:6379)")
     p.set_defaults(func=cmd_sweep)
     p = sub.add_parser("pareto", help="print a sweep's Pareto front from MLflow")

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mvit_lab._validate import _as_int
-from mvit_lab.config import ArchConfig, BlockSpec
+from mvit_lab.config import ArchConfig, BlockSpec, expand_blocks
 from mvit_lab.masking import (
     check_sparse,
     ids_from_keep,
@@ -91,9 +91,12 @@ class MaskedAutoencoder(nn.Module):
         dim_out = cfg.num_features
         conv = nn.Conv2d if cfg.is_image else nn.Conv3d
         heads: list[nn.Module] = []
+        specs = expand_blocks(cfg)
         for s in self.fused_stages[:-1]:
             kernel = tuple(g // c // f for g, c, f in zip(grids[s], counts, final_unit))
-            heads.append(conv(cfg.stage_dims[s], dim_out, kernel, kernel))
+            # a stage's output width: MViTv1/v2 (expand in the MLP) widen at its last block
+            width = specs[self.encoder.stage_ends[s]].dim_out
+            heads.append(conv(width, dim_out, kernel, kernel))
         heads.append(nn.Identity())
         self.multi_scale_fusion_heads = nn.ModuleList(heads)
         self.encoder_norm = nn.LayerNorm(dim_out, eps=cfg.norm_eps)

@@ -231,8 +231,14 @@ def _check_resources(sweep: SweepConfig) -> None:
 
 
 def run_sweep(exp: Experiment, *, resume: bool = False, address: str | None = None,
-              storage: str | Path = "runs/sweeps") -> dict[str, Any]:
-    """Run (or ``resume``) the sweep; returns the parent run id, trial counts and the front."""
+              storage: str | Path = "runs/sweeps", retry_failed: bool = False) -> dict[str, Any]:
+    """Run (or ``resume``) the sweep; returns the parent run id, trial counts and the front.
+
+    ``retry_failed`` (with ``resume``) also runs the trials that failed again, from their
+    last checkpoint, in their MLflow runs: after a transient fault or a fix.
+    """
+    if retry_failed and not resume:
+        raise ValueError("--retry-failed: only a resumed sweep has failed trials to retry")
     import ray
     from ray import tune
 
@@ -271,7 +277,7 @@ def run_sweep(exp: Experiment, *, resume: bool = False, address: str | None = No
         if resume and tune.Tuner.can_restore(str(sweep_dir / "tune")):
             tuner = tune.Tuner.restore(str(sweep_dir / "tune"), trainable=trainable,
                                        resume_unfinished=True, resume_errored=False,
-                                       restart_errored=False)
+                                       restart_errored=retry_failed)
         else:
             tuner = tune.Tuner(trainable, param_space=_param_space(sweep, spec),
                                tune_config=_tune_config(sweep),

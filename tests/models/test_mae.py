@@ -223,3 +223,26 @@ def test_encoder_loads_straight_into_the_standard_model():
     wider = build_model(cfg.replace(embed_dim=48))
     with pytest.raises(ValueError, match="^pretrained encoder: does not fit"):
         load_encoder(wider, mae.encoder_state_dict())
+
+
+def test_every_step_of_the_digits_ladders_pretrains():
+    """MViTv2's steps widen in the MLP and pool with overlap (separate-and-pad); Hiera's do
+    neither. Each builds, runs sparsely, and gets gradients everywhere."""
+    from pathlib import Path
+
+    from mvit_lab.experiment import load_experiment
+    from mvit_lab.search.space import resolve_point
+    from mvit_lab.search.sweep import parse_sweep
+
+    root = Path(__file__).parents[2] / "experiments"
+    for name in ("hiera_ladder_digits_mae", "hiera_ladder_moving_digits_mae"):
+        exp = load_experiment(root / f"{name}.yaml")
+        space = parse_sweep(exp).space
+        for point in space.points():
+            cfg = exp.pretrain.encoder_config(resolve_point(space, exp.model, point))
+            torch.manual_seed(0)
+            mae = MaskedAutoencoder(cfg, DecoderConfig(dim=16, depth=1, heads=2))
+            x = torch.randn(2, 3, *(cfg.input_size[1:] if cfg.is_image else cfg.input_size))
+            mae(x, mask_ratio=exp.pretrain.mask_ratio).loss.backward()
+            missing = [n for n, p in mae.named_parameters() if p.grad is None]
+            assert missing == [], (name, point.name, missing)

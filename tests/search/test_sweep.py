@@ -118,3 +118,31 @@ def test_a_trial_that_raises_is_recorded_with_its_reason(tmp_path, ray_local, mo
     failed = runs[runs["tag.status"] == "failed"].iloc[0]
     assert failed["status"] == "FAILED"
     assert failed["tag.reason"].startswith("ValueError: train.device: cuda requested")
+
+
+def test_retry_failed_reruns_only_the_failed_trial(tmp_path, ray_local, monkeypatch):
+    """A transient fault (a corrupt checkpoint in one trial's folder) fails that trial; once it
+    is gone, --retry-failed runs it again in its own MLflow run and leaves the other alone."""
+    from mvit_lab.search.trial import trial_id
+
+    monkeypatch.chdir(tmp_path)
+    exp = _exp(tmp_path, search=dict(grid={"train.lr": [0.003, 0.002]}))
+    sweep = parse_sweep(exp)
+    bad = sweep.space.points()[1]
+    folder = tmp_path / "runs" / "sweeps" / "faults" / "trials" / trial_id(bad, 0)
+    folder.mkdir(parents=True)
+    (folder / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    first = run_sweep(exp)
+    assert first["counts"] == {"failed": 1, "finished": 1}
+    runs = runs_dataframe(first["tracking_uri"], "faults")
+    good_end = runs[runs["tag.status"] == "finished"]["end_time"].iloc[0]
+    with pytest.raises(ValueError, match="--retry-failed: only a resumed sweep"):
+        run_sweep(exp, retry_failed=True)
+    (folder / "checkpoint.pt").unlink()
+    second = run_sweep(exp, resume=True, retry_failed=True)
+    assert second["counts"] == {"finished": 2}
+    runs = runs_dataframe(second["tracking_uri"], "faults")
+    assert len(runs[runs["parent_run_id"] == second["parent_run_id"]]) == 2
+    assert "tag.reason" not in runs or runs["tag.reason"].isna().all()
+    assert runs[runs["tag.point"] == sweep.space.points()[0].name]["end_time"].iloc[0] == \
+        good_end  # the finished trial did not run again
