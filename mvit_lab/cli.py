@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -238,12 +239,11 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     from mvit_lab.experiment import load_experiment
     from mvit_lab.search.pareto import front_table, parse_objectives
     from mvit_lab.search.sweep import _records, parse_sweep
-    from mvit_lab.tracking import runs_dataframe
 
     exp = load_experiment(args.experiment, args.set)
     sweep = parse_sweep(exp)
     objectives = parse_objectives(args.objectives) if args.objectives else sweep.objectives
-    runs = runs_dataframe(sweep.tracking_uri, sweep.mlflow_experiment)
+    runs = _sweep_runs(args.experiment, sweep)
     if "parent_run_id" in runs:
         runs = runs[runs["parent_run_id"].notna()]  # trials, not the sweeps' parent runs
     records = _records(runs, objectives)
@@ -261,6 +261,47 @@ def cmd_pareto(args: argparse.Namespace) -> int:
           + ", ".join(f"{o.name} {o.sense}" for o in objectives))
     print(_table(_front_rows(front, list(objectives)), ["rank", "point", "seed", *names,
                                                          *extra]))
+    return 0
+
+
+def _sweep_runs(path: str, sweep: Any) -> Any:
+    """The MLflow runs of ``sweep``; a sweep that never ran is a one-line error."""
+    from mlflow import MlflowClient
+
+    from mvit_lab.tracking import runs_dataframe
+
+    if MlflowClient(sweep.tracking_uri).get_experiment_by_name(sweep.mlflow_experiment) is None:
+        raise ValueError(f"{path}: no sweep has logged to MLflow experiment "
+                         f"{sweep.mlflow_experiment!r} at {sweep.tracking_uri} yet (run "
+                         f"mvit-lab sweep {path})")
+    return runs_dataframe(sweep.tracking_uri, sweep.mlflow_experiment)
+
+
+def cmd_ladders(args: argparse.Namespace) -> int:
+    from mvit_lab.experiment import load_experiment
+    from mvit_lab.search.sweep import _records, parse_sweep
+    from mvit_lab.search.tables import compare_ladders, format_compare, ladder_table
+
+    ladders, metric = [], None
+    for path in args.experiments:
+        exp = load_experiment(path, args.set)
+        sweep = parse_sweep(exp)
+        if sweep.space.mode != "ladder":
+            raise ValueError(f"{path}: search space is a {sweep.space.mode}, not a ladder")
+        metric = metric or sweep.objectives[0].name
+        runs = _sweep_runs(path, sweep)
+        if "parent_run_id" in runs:
+            runs = runs[runs["parent_run_id"].notna()]
+        rows = ladder_table(_records(runs, sweep.objectives), metric)
+        if not rows:
+            raise ValueError(f"{path}: no finished trials in MLflow experiment "
+                             f"{sweep.mlflow_experiment!r} at {sweep.tracking_uri}")
+        ladders.append((exp.name, rows))
+    rows = compare_ladders(ladders)
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    print(format_compare(rows, [label for label, _ in ladders], metric or "val_top1"))
     return 0
 
 
@@ -342,6 +383,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="resume, and run the failed trials again from their last checkpoint")
     p.add_argument("--address", help="an existing Ray cluster (ray://host:10001 or host:6379)")
     p.set_defaults(func=cmd_sweep)
+    p = sub.add_parser("ladders", help="print ladder sweeps side by side (e.g. scratch vs MAE)")
+    p.add_argument("experiments", nargs="+", help="ladder sweeps' experiment YAML files; the "
+                   "differences are from the first")
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    p.set_defaults(func=cmd_ladders)
     p = sub.add_parser("pareto", help="print a sweep's Pareto front from MLflow")
     p.add_argument("experiment", help="the sweep's experiment YAML file")
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")

@@ -62,3 +62,39 @@ def test_errors_are_one_line(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("mvit-lab: error: ") and message in err and err.count("\n") == 1
+
+
+def test_ladders_compares_ladder_sweeps_from_mlflow(tmp_path, capsys):
+    """Two ladder sweeps' trials, written as the sweep writes them, printed side by side."""
+    from mvit_lab.tracking import Tracker, ensure_experiment
+
+    uri = f"sqlite:///{tmp_path}/m.db"
+    exps = []
+    for name, tops in (("scratch", (90.0, 85.0)), ("mae", (93.0, 94.0))):
+        ensure_experiment(name, uri)
+        tracker = Tracker(uri, name)
+        parent = tracker.start_parent(name, {}, {})
+        for step, (point, top1) in enumerate(zip(("mvitv2", "a_abs_pos"), tops)):
+            run = tracker.start_child(parent, point, {}, dict(
+                trial_id=f"{name}{step}", point=point, seed="0", ladder_step=str(step),
+                status="finished"))
+            tracker.log_metrics(run, dict(val_top1=top1, gflops=1.0, throughput=10.0), step=1)
+            tracker.finish(run)
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(json.dumps(dict(
+            name=name, data=dict(dataset="digits"), model=dict(preset="mvitv2_t"),
+            search=dict(base=dict(preset="mvitv2_t"), ladder=[
+                dict(name="mvitv2"), dict(name="a_abs_pos", set=dict(abs_pos="joint"))]),
+            tracking=dict(uri=uri))))
+        exps.append(str(path))
+    assert main(["ladders", *exps]) == 0
+    out = capsys.readouterr().out
+    assert "| a_abs_pos | 1.000 | 85.00 ± 0.00 (1) | 94.00 ± 0.00 (1) | +9.00 |" in out
+    quickstart = str(__import__("pathlib").Path(__file__).parents[1] / "experiments" /
+                     "quickstart.yaml")
+    assert main(["ladders", quickstart]) == 2
+    assert "not a ladder" in capsys.readouterr().err
+    empty = tmp_path / "empty.yaml"
+    empty.write_text(open(exps[0]).read().replace('"scratch"', '"never-run"'))
+    assert main(["ladders", str(empty)]) == 2
+    assert "no sweep has logged to MLflow experiment 'never-run'" in capsys.readouterr().err

@@ -12,7 +12,8 @@ import statistics
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["ablation_table", "format_ablation", "format_ladder", "ladder_table", "mean_ci"]
+__all__ = ["ablation_table", "compare_ladders", "format_ablation", "format_compare",
+           "format_ladder", "ladder_table", "mean_ci"]
 
 # two-sided 95% Student t quantiles for 1..30 degrees of freedom
 _T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
@@ -65,6 +66,52 @@ def format_ladder(rows: list[dict[str, Any]], metric: str = "val_top1") -> str:
     for r in rows:
         lines.append(f"| {r['name']} | {r['mean']:.2f} ± {r['std']:.2f} ({r['seeds']}) | "
                      f"{r['gflops']:.3f} | {r['throughput']:.1f} | {r['speedup']:.2f}x |")
+    return "\n".join(lines)
+
+
+def compare_ladders(ladders: list[tuple[str, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
+    """Ladders of the same steps side by side (e.g. from scratch and with MAE), one row per
+    step in the first ladder's order: each ladder's ``mean`` / ``std`` / ``seeds`` under its
+    label, and ``delta[label]``: its mean minus the first ladder's."""
+    if not ladders:
+        return []
+    first_label = ladders[0][0]
+    names = [r["name"] for r in ladders[0][1]]
+    for _, rows in ladders[1:]:
+        names += [r["name"] for r in rows if r["name"] not in names]
+    by_label = {label: {r["name"]: r for r in rows} for label, rows in ladders}
+    out = []
+    for name in names:
+        row: dict[str, Any] = dict(name=name, results={}, delta={})
+        for label, _ in ladders:
+            r = by_label[label].get(name)
+            if r is not None:
+                row.setdefault("gflops", r.get("gflops"))
+                row["results"][label] = dict(mean=r["mean"], std=r["std"], seeds=r["seeds"])
+        base = row["results"].get(first_label)
+        for label, _ in ladders[1:]:
+            r = row["results"].get(label)
+            row["delta"][label] = r["mean"] - base["mean"] if r and base else math.nan
+        out.append(row)
+    return out
+
+
+def format_compare(rows: list[dict[str, Any]], labels: list[str],
+                   metric: str = "val_top1") -> str:
+    """``compare_ladders`` as a markdown table: one column per ladder, then the differences
+    from the first."""
+    head = ["step", "GFLOPs", *(f"{metric} {label}" for label in labels),
+            *(f"{label} − {labels[0]}" for label in labels[1:])]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["name"], f"{r['gflops']:.3f}" if r.get("gflops") is not None else ""]
+        for label in labels:
+            res = r["results"].get(label)
+            cells.append(f"{res['mean']:.2f} ± {res['std']:.2f} ({res['seeds']})" if res
+                         else "–")
+        cells += [f"{r['delta'][label]:+.2f}" if not math.isnan(r["delta"][label]) else "–"
+                  for label in labels[1:]]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -4,7 +4,9 @@ import pytest
 
 from mvit_lab.search.tables import (
     ablation_table,
+    compare_ladders,
     format_ablation,
+    format_compare,
     format_ladder,
     ladder_table,
     mean_ci,
@@ -56,3 +58,27 @@ def test_ladder_table_speedup_and_format():
     assert [(r["name"], r["seeds"]) for r in rows] == [("mvitv2", 2), ("hiera", 1)]
     assert rows[1]["speedup"] == pytest.approx(2.5)
     assert "| hiera | 89.00 ± 0.00 (1) | 1.500 | 250.0 | 2.50x |" in format_ladder(rows)
+
+
+def test_ladders_side_by_side():
+    def rec(step, name, seed, top1):
+        return dict(status="finished", ladder_step=str(step), point=name, seed=seed,
+                    val_top1=top1, gflops=2.0 - step, throughput=100.0)
+
+    scratch = ladder_table([rec(0, "mvitv2", 0, 90.0), rec(0, "mvitv2", 1, 92.0),
+                            rec(1, "hiera", 0, 85.0), rec(1, "hiera", 1, 87.0)])
+    mae = ladder_table([rec(0, "mvitv2", 0, 93.0), rec(1, "hiera", 0, 94.0)])
+    rows = compare_ladders([("scratch", scratch), ("mae", mae)])
+    assert [r["name"] for r in rows] == ["mvitv2", "hiera"]
+    assert rows[0]["results"]["scratch"] == dict(mean=91.0, std=pytest.approx(2 ** 0.5),
+                                                 seeds=2)
+    assert rows[0]["delta"]["mae"] == pytest.approx(2.0)  # 93 - 91
+    assert rows[1]["delta"]["mae"] == pytest.approx(8.0)  # 94 - 86
+    text = format_compare(rows, ["scratch", "mae"])
+    assert text.splitlines()[0] == ("| step | GFLOPs | val_top1 scratch | val_top1 mae | "
+                                    "mae − scratch |")
+    assert "| hiera | 1.000 | 86.00 ± 1.41 (2) | 94.00 ± 0.00 (1) | +8.00 |" in text
+    # a step one ladder lacks (its trials failed) shows as missing, not as zero
+    partial = compare_ladders([("scratch", scratch), ("mae", mae[1:])])
+    assert "| mvitv2 | 2.000 | 91.00 ± 1.41 (2) | – | – |" in format_compare(
+        partial, ["scratch", "mae"])
