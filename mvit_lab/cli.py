@@ -229,7 +229,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
             print(f"\nAblation of {table[0]['factor']}:")
             print(format_ablation(table, sweep.objectives[0].name))
-    print(f"\nbrowse: mvit-lab pareto {args.experiment}   |   mlflow ui --backend-store-uri "
+    from mvit_lab.tracking import resolve_tracking_uri
+
+    store = "" if result["tracking_uri"] == resolve_tracking_uri(None) else \
+        f" --tracking-uri {result['tracking_uri']}"
+    print(f"\ndashboard: mvit-lab dashboard{store} --experiment {result['mlflow_experiment']}, "
+          "then open http://127.0.0.1:8050")
+    print(f"browse: mvit-lab pareto {args.experiment}   |   mlflow ui --backend-store-uri "
           f"{result['tracking_uri']}   (MLflow experiment '{result['mlflow_experiment']}', "
           f"parent run {result['parent_run_id']})")
     return 0
