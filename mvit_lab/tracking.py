@@ -47,7 +47,6 @@ __all__ = [
     "ensure_experiment",
     "flatten_params",
     "list_experiments",
-    "load_dict",
     "metric_history",
     "resolve_tracking_uri",
     "run_url",
@@ -561,21 +560,6 @@ def list_experiments(tracking_uri: str) -> list[dict[str, str]]:
     experiments = client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
     return sorted((dict(name=e.name, experiment_id=e.experiment_id) for e in experiments),
                   key=lambda e: e["name"])
-
-
-def load_dict(tracking_uri: str, run_id: str, artifact_file: str) -> Any:
-    """A JSON artifact of a run (as written by :meth:`Tracker.log_dict`)."""
-    import tempfile
-
-    _check_artifact_file(artifact_file, ".json")
-    client = MlflowClient(resolve_tracking_uri(tracking_uri))
-    _get_run(client, run_id)
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            local = client.download_artifacts(run_id, artifact_file, tmp)
-        except (MlflowException, OSError) as err:
-            raise ValueError(f"run {run_id} has no artifact {artifact_file!r} ({err})") from err
-        return json.loads(Path(local).read_text())
 
 
 def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str | None:

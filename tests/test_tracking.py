@@ -339,6 +339,21 @@ def test_runs_dataframe_empty_and_missing(uri):
         runs_dataframe(uri, "missing")
 
 
+def test_reading_helpers_for_the_dashboard(uri, tmp_path):
+    experiment_id = ensure_experiment("empty", uri)
+    assert runs_dataframe(uri, "empty").attrs["experiment_id"] == experiment_id
+    assert [e["name"] for e in tracking.list_experiments(uri)] == ["Default", "empty", "warmup"]
+    missing = tmp_path / "elsewhere" / "mlruns.db"
+    with pytest.raises(ValueError, match="no MLflow store at"):
+        tracking.list_experiments(f"sqlite:///{missing}")
+    assert not missing.exists()  # reading never creates a store
+    assert tracking.sqlite_path(uri) == tmp_path / "mlruns.db"
+    assert tracking.sqlite_path("http://host:5000") is None
+    assert tracking.run_url(uri, "1", "abc") is None  # SQLite: no server to link to
+    assert tracking.run_url("http://mlflow:5000/", "1", "abc") == \
+        "http://mlflow:5000/#/experiments/1/runs/abc"
+
+
 # -- params ---------------------------------------------------------------------------------------
 def test_flatten_params():
     flat = flatten_params(

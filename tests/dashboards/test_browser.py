@@ -63,7 +63,7 @@ def small_sweep(tmp_path_factory, worker_id):
                 train=dict(epochs=2, batch_size=128, lr=0.003, threads=1),
                 search=dict(grid=dict(embed_dim=[8, 16], pool_mode=["max", "avg"])),
                 objectives=dict(val_top1="max", gflops="min", throughput="max"),
-                budget=dict(concurrency=2), tracking=dict(uri="mlruns.db"))))
+                budget=dict(concurrency=2), tracking=dict(uri="mlruns.db")), sort_keys=False))
             env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
             done = subprocess.run([sys.executable, "-m", "mvit_lab.cli", "sweep", "exp.yaml"],
                                   cwd=root, env=env, capture_output=True, text=True,
@@ -170,8 +170,15 @@ def test_bad_input_shows_a_message_never_a_traceback(fixture_store, migrated_db,
 
 @pytest.mark.slow
 def test_exported_report_renders_offline(small_sweep, chromium, tmp_path):
+    from mlflow import MlflowClient
+
     path = tmp_path / "report.html"
     export_report(path, small_sweep["uri"], "small", search_dirs=[small_sweep["dir"]])
+    # the sweep logged the same report (and its front figures) to its parent run
+    parent = load_sweep(small_sweep["uri"], "small").parent_run_id
+    logged = {a.path for a in MlflowClient(small_sweep["uri"]).list_artifacts(parent)}
+    assert {"report.html", "pareto_val_top1_vs_gflops.html",
+            "pareto_val_top1_vs_throughput.html"} <= logged
     with chrome(height=2400, offline=True) as driver:
         driver.get(path.as_uri())
         wait_for(driver, lambda d: len(d.find_elements(
