@@ -190,8 +190,10 @@ def create_app(tracking_uri: str | None = None, experiment: str | None = None,
                              "shown")
             if not info["base_known"]:
                 notes.append(f"architecture differences unavailable: {info['base_source']}")
-            return (_render_front(info), "; ".join(notes), options, options, options, x, y,
-                    color)
+            fig = _render_front(info)
+            # the same view of the same sweep keeps its zoom when new trials arrive
+            fig.update_layout(uirevision=f"{sweep.parent_run_id}|{x}|{y}")
+            return fig, "; ".join(notes), options, options, options, x, y, color
 
     for i in range(VIEWS):
         add_front(i)
@@ -234,7 +236,10 @@ def create_app(tracking_uri: str | None = None, experiment: str | None = None,
     def parallel(state: dict | None) -> tuple:
         if not state:
             return _empty_figure(), ""
-        return _render_parallel(parallel_info(current(state))), ""
+        sweep = current(state)
+        fig = _render_parallel(parallel_info(sweep))
+        fig.update_layout(uirevision=sweep.parent_run_id)  # brushed ranges survive a refresh
+        return fig, ""
 
     @app.callback(Output("tables", "children"), Input("state", "data"))
     @_guard(lambda message: [layout.html.P(message, className="message")])
