@@ -278,7 +278,11 @@ def _build_model(values: Any) -> ArchConfig:
         raise ValueError(f"model.{err}") from None
 
 
-def experiment_from_dict(tree: dict[str, Any], path: str | None = None) -> Experiment:
+def experiment_from_dict(tree: dict[str, Any], path: str | None = None, *,
+                         check_model: bool = True) -> Experiment:
+    """A validated Experiment. ``check_model=False`` leaves the check that the model can be
+    pretrained to the caller, for a model the search space replaces (sweeps check every
+    point, trials their own)."""
     if not isinstance(tree, dict):
         raise ValueError("experiment: expected a mapping with data, model and train sections")
     allowed = {"name", "model", "pretrain", *SECTIONS, *EXTRA_SECTIONS}
@@ -296,7 +300,7 @@ def experiment_from_dict(tree: dict[str, Any], path: str | None = None) -> Exper
     pretrain = None
     if tree.get("pretrain") is not None:
         pretrain = _build_section(PretrainConfig, "pretrain", tree["pretrain"])
-    if pretrain is not None and "search" not in tree:  # a sweep checks each of its points
+    if pretrain is not None and check_model and "search" not in tree:
         pretrain.check(model, data.is_video)
     if data.is_video == model.is_image:
         kind = "a video" if data.is_video else "an image"

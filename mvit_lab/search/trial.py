@@ -73,8 +73,10 @@ def _node_id() -> str:
 def _build(spec: TrialSpec) -> tuple[Experiment, Point, SearchSpace]:
     space = parse_space(spec.space)
     point = Point(**spec.point)
-    exp = experiment_from_dict(spec.experiment)
+    exp = experiment_from_dict(spec.experiment, check_model=False)
     model = resolve_point(space, exp.model, point)
+    if exp.pretrain is not None:
+        exp.pretrain.check(model, exp.data.is_video)
     train = dataclasses.replace(exp.train, seed=spec.seed, **point.train)
     return dataclasses.replace(exp, model=model, train=train), point, space
 

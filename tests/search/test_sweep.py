@@ -101,6 +101,9 @@ def test_gpu_request_on_a_cpu_cluster_is_refused(tmp_path, ray_local, monkeypatc
     (dict(search=dict(grid={"pool_mode": ["max"]}), budget=dict(sample=3)),
      "budget.sample: unknown key"),
     (dict(search=dict(grid={"pool_mode": ["max"]}), objectives={"val_top1": "up"}), "sense"),
+    # every point must pretrain sparsely: 4 mask units, and 0.9 keeps none
+    (dict(search=dict(grid={"embed_dim": [8, 16]}), pretrain=dict(mask_ratio=0.9)),
+     r"2 point\(s\) cannot build: embed_dim=8: pretrain.mask_ratio: 0.9 keeps no unit of 4"),
 ])
 def test_sweep_sections_are_checked_before_anything_starts(tmp_path, sections, message):
     with pytest.raises(ValueError, match=message):

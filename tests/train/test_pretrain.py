@@ -109,13 +109,15 @@ def test_train_cli_prints_the_pretraining_table(tmp_path, capsys):
 
 
 def test_trial_recipe_logs_pretraining(tmp_path):
-    tree = _tree(dict(PRETRAIN, epochs=2))
+    # the experiment's own model (a cls token) cannot pretrain sparsely; the search space's
+    # base, which the trial runs, can: the trial checks the model it runs
+    tree = dict(_tree(dict(PRETRAIN, epochs=2)), model=dict(preset="mvitv1_b"))
     from mvit_lab.tracking import Tracker, ensure_experiment
 
     uri = f"sqlite:///{tmp_path}/m.db"
     ensure_experiment("mae", uri)
     parent = Tracker(uri, "mae").start_parent("mae", {}, {})
-    spec = TrialSpec(experiment=tree, space=dict(base={}, grid={"train.lr": [0.003]}),
+    spec = TrialSpec(experiment=tree, space=dict(base=dict(TINY), grid={"train.lr": [0.003]}),
                      point=dict(name="lr=0.003", model={}, train={"lr": 0.003}), seed=0,
                      tracking_uri=uri, mlflow_experiment="mae", parent_run_id=parent,
                      trials_dir=str(tmp_path / "trials"))
