@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -107,17 +108,18 @@ def create_app(tracking_uri: str | None = None, experiment: str | None = None,
     # -- the store: experiments, sweep choice, fingerprint ---------------------------------
     def refresh_failed(message: str) -> tuple:
         now = dt.datetime.now().strftime("%H:%M:%S")
-        return ([], [], None, [], None, None, message, f"checked {now}", "")
+        return ([], [], None, [], None, None, message, f"checked {now}", "", None)
 
     @app.callback(
         Output("experiments", "children"), Output("experiment", "options"),
         Output("experiment", "value"), Output("sweep", "options"), Output("sweep", "value"),
         Output("state", "data"), Output("message", "children"), Output("live", "children"),
-        Output("sweep-meta", "children"),
+        Output("sweep-meta", "children"), Output("counts-key", "data"),
         Input("tick", "n_intervals"), Input("experiment", "value"), Input("sweep", "value"),
-        State("state", "data"))
+        State("state", "data"), State("counts-key", "data"))
     @_guard(refresh_failed)
-    def refresh(_: Any, chosen: str | None, sweep_id: str | None, state: dict | None) -> tuple:
+    def refresh(_: Any, chosen: str | None, sweep_id: str | None, state: dict | None,
+                counts_key: str | None) -> tuple:
         rows = reader.overview()
         now = dt.datetime.now().strftime("%H:%M:%S")
         if not rows:
@@ -135,11 +137,15 @@ def create_app(tracking_uri: str | None = None, experiment: str | None = None,
                 chosen = experiment or max(rows, key=lambda r: r["last_start"])["name"]
         if ctx.triggered_id == "experiment":
             sweep_id = None  # a new experiment opens on its newest sweep
-        counts = layout.table(counts_table(rows), id="experiment-counts")
-        options = [dict(label=f"{r['name']} ({r['trials']} trials)", value=r["name"])
-                   for r in rows]
+        # the experiments table and picker are redrawn only when a count changed
+        key = json.dumps([[r["name"], r["sweeps"], r["trials"], r["counts"]] for r in rows])
+        counts, options = no_update, no_update
+        if key != counts_key:
+            counts = layout.table(counts_table(rows), id="experiment-counts")
+            options = [dict(label=f"{r['name']} ({r['trials']} trials)", value=r["name"])
+                       for r in rows]
         if chosen is None:
-            return (counts, options, None, [], None, None, message, f"checked {now}", "")
+            return (counts, options, None, [], None, None, message, f"checked {now}", "", key)
         sweep = reader.sweep(chosen, sweep_id)
         sweep_options = [dict(label=f"{s['name']} ({s['run_id'][:8]})", value=s["run_id"])
                          for s in sweep.sweeps]
@@ -152,10 +158,10 @@ def create_app(tracking_uri: str | None = None, experiment: str | None = None,
                 + f"; base architecture from {sweep.base_source}")
         if new_state == state and ctx.triggered_id == "tick":
             # nothing changed: leave the figures alone (no redraw, zoom and hover kept)
-            return (counts, no_update, no_update, no_update, no_update, no_update, message,
-                    live, no_update)
+            return (counts, options, no_update, no_update, no_update, no_update, message,
+                    live, no_update, key)
         return (counts, options, chosen, sweep_options, sweep.parent_run_id, new_state,
-                message, live, meta)
+                message, live, meta, key)
 
     # -- Pareto views -------------------------------------------------------------------------
     def add_front(i: int) -> None:

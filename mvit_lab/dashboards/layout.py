@@ -93,6 +93,7 @@ def page(uri: str, refresh_s: float, views: int = 2) -> html.Div:
     return html.Div([
         dcc.Interval(id="tick", interval=int(refresh_s * 1000)),
         dcc.Store(id="state"),
+        dcc.Store(id="counts-key"),
         dcc.Store(id="selected-run"),
         html.Header([html.H1("mvit-lab sweeps"),
                      html.Span(f"MLflow store {uri}", className="meta"),

@@ -80,11 +80,18 @@ def console_errors(driver: Any) -> list[str]:
 
 def wait_for(driver: Any, condition: Callable[[Any], Any], timeout: float = 60,
              what: str = "the page") -> Any:
-    from selenium.common.exceptions import TimeoutException
+    from selenium.common.exceptions import (
+        NoSuchElementException,
+        StaleElementReferenceException,
+        TimeoutException,
+    )
     from selenium.webdriver.support.ui import WebDriverWait
 
+    # a live page redraws parts of itself: an element can go stale between find and read
+    ignored = (NoSuchElementException, StaleElementReferenceException)
     try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.2).until(condition)
+        return WebDriverWait(driver, timeout, poll_frequency=0.2,
+                             ignored_exceptions=ignored).until(condition)
     except TimeoutException:
         body = driver.find_element("tag name", "body").text[:2000]
         raise AssertionError(f"timed out after {timeout} s waiting for {what}; the page "

@@ -127,7 +127,8 @@ def test_page_refreshes_live_without_reloading(fixture_copy, chromium):
             chrome() as driver:
         driver.get(url)
         wait_for(driver, lambda d: len(front_points(d)) == 2, what="the two-point front")
-        assert "ablation 1 8 1 5 1 1" in counts(driver)  # running 1, finished 5, ...
+        wait_for(driver, lambda d: "ablation 1 8 1 5 1 1" in counts(d),  # 1 running, 5 done
+                 what="the counts")
         driver.execute_script("window.__not_reloaded = true;")
         # the running trial finishes with the best top-1 so far: it joins the front
         running = fixture_copy["ablation_runs"][-1]
@@ -137,7 +138,9 @@ def test_page_refreshes_live_without_reloading(fixture_copy, chromium):
         tracker.finish(running)
         wait_for(driver, lambda d: len(front_points(d)) == 3, timeout=30,
                  what="the new trial on the front")
-        assert "ablation 1 8 0 6 1 1" in counts(driver)
+        # the counts come from the tick's own read: at most one tick behind the figures
+        wait_for(driver, lambda d: "ablation 1 8 0 6 1 1" in counts(d), timeout=10,
+                 what="the counts to show the trial finished")
         assert driver.execute_script("return window.__not_reloaded === true;")
         assert console_errors(driver) == []
 
