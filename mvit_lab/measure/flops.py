@@ -155,7 +155,8 @@ _FREE = {
     "_unsafe_index", "contiguous", "flatten", "stack", "full", "new_zeros", "empty_strided",
     "_local_scalar_dense", "lift_fresh_copy", "embedding", "gather", "repeat", "new_ones", "ones",
     "ones_like", "scalar_tensor", "_reshape_alias", "max_pool2d_with_indices_backward", "where",
-    "isfinite", "all", "eq", "scatter", "floor_divide", "remainder", "upsample_nearest2d", "upsample_nearest3d", "ne", "lt", "gt", "le", "ge", "logical_not", "_to_dense", "dropout",
+    "isfinite", "all", "eq", "ne", "lt", "gt", "le", "ge", "logical_not", "_to_dense", "dropout",
+    "scatter", "floor_divide", "remainder", "upsample_nearest2d", "upsample_nearest3d",
     "native_dropout", "rand", "randn", "uniform_", "normal_", "erfinv_", "clamp_", "clamp",
 }
 
