@@ -34,8 +34,10 @@ body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; 
 h1 { font-size: 1.6em; } h2 { margin-top: 2em; border-bottom: 1px solid #ccc; }
 .meta, .note { color: #666; font-size: 0.9em; }
 .message { background: #fff4e5; border-left: 4px solid #f0a030; padding: 0.6em 1em; }
-.figures { display: flex; flex-wrap: wrap; gap: 1em; }
-.figures > div { flex: 1 1 540px; min-width: 0; }
+/* explicit tracks: each figure is drawn as the page parses, before the next one exists */
+.figures { display: grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 1em; }
+@media (max-width: 1000px) { .figures { grid-template-columns: minmax(0, 1fr); } }
+.figures > div { min-width: 0; overflow: hidden; }
 table.data { border-collapse: collapse; margin: 1em 0 0.2em; font-size: 0.9em; }
 table.data caption { text-align: left; font-weight: bold; padding-bottom: 0.3em; }
 table.data th, table.data td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; }
@@ -45,7 +47,7 @@ table.data th { background: #f4f4f4; }
 
 def _figure_html(fig: Any) -> str:
     return fig.to_html(include_plotlyjs=False, full_html=False, default_height="460px",
-                       config=dict(displaylogo=False))
+                       config=dict(displaylogo=False, responsive=True))
 
 
 def _message(text: str) -> str:
