@@ -3,6 +3,7 @@ with MAE pretraining), as plain data first, then as a table and a plotly figure.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -11,7 +12,21 @@ from mvit_lab.dashboards.data import Sweep
 from mvit_lab.dashboards.tables import ladder_view
 from mvit_lab.search.tables import compare_ladders
 
-__all__ = ["comparison_figure", "comparison_table", "ladder_comparison"]
+__all__ = ["comparison_figure", "comparison_table", "ladder_comparison", "ladder_groups"]
+
+
+def ladder_groups(sweeps: Sequence[Sweep]) -> list[list[Sweep]]:
+    """Ladder sweeps that ran the same steps from the same base architecture (a ladder from
+    scratch and the same ladder with MAE), groups of two or more, in the order given."""
+    groups: dict[str, list[Sweep]] = {}
+    for s in sweeps:
+        if s.mode != "ladder":
+            continue
+        steps = sorted({(int(r["ladder_step"]), r.get("point")) for r in s.records
+                        if r.get("ladder_step") is not None})
+        key = json.dumps([s.base, steps], sort_keys=True, default=str)
+        groups.setdefault(key, []).append(s)
+    return [g for g in groups.values() if len(g) > 1]
 
 
 def ladder_comparison(sweeps: Sequence[Sweep], metric: str | None = None) -> dict[str, Any]:

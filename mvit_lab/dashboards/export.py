@@ -91,6 +91,27 @@ def sweep_section(sweep: Sweep) -> str:
     return "\n".join(parts)
 
 
+def ladders_section(sweeps: Sequence[Sweep]) -> str:
+    """Ladder sweeps of the same steps and base side by side (e.g. from scratch and with
+    MAE); empty when no two ladder sweeps match."""
+    from mvit_lab.dashboards.compare import (
+        comparison_figure,
+        comparison_table,
+        ladder_comparison,
+        ladder_groups,
+    )
+
+    parts = []
+    for group in ladder_groups(sweeps):
+        info = ladder_comparison(group)
+        if info["message"]:
+            parts.append(_message(info["message"]))
+            continue
+        parts.append(f"<h2>Ladders side by side: {html.escape(', '.join(info['labels']))}</h2>"
+                     + _figure_html(comparison_figure(info)) + to_html(comparison_table(info)))
+    return "\n".join(parts)
+
+
 def build_report(sweeps: Sequence[Sweep], counts: list[dict[str, Any]] | None = None,
                  messages: Sequence[str] = (), title: str = "mvit-lab sweeps") -> str:
     """A complete, self-contained HTML page of ``sweeps`` (and the experiments' counts, and
@@ -104,6 +125,7 @@ def build_report(sweeps: Sequence[Sweep], counts: list[dict[str, Any]] | None = 
     if counts:
         body.append(to_html(counts_table(counts)))
     body += [_message(m) for m in messages]
+    body.append(ladders_section(sweeps))
     body += [sweep_section(s) for s in sweeps]
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(title)}</title><style>{CSS}</style>"

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import pytest
 
-from mvit_lab.dashboards.compare import comparison_figure, comparison_table, ladder_comparison
+from mvit_lab.dashboards.compare import (
+    comparison_figure,
+    comparison_table,
+    ladder_comparison,
+    ladder_groups,
+)
 from mvit_lab.dashboards.data import Sweep
+from mvit_lab.dashboards.export import ladders_section
 from mvit_lab.search.pareto import Objective
 
 
-def _sweep(experiment, tops, mode="ladder"):
+def _sweep(experiment, tops, mode="ladder", base=None):
     records = [dict(status="finished", truncated=False, ladder_step=str(step), point=name,
                     seed=seed, val_top1=top1, gflops=2.0 - step, throughput=100.0)
                for step, (name, values) in enumerate(tops) for seed, top1 in enumerate(values)]
     return Sweep(tracking_uri="sqlite://", experiment=experiment, experiment_id="1",
                  parent_run_id="p", name=experiment, mode=mode,
-                 objectives=(Objective("val_top1", "max"),), base=None, base_source="",
+                 objectives=(Objective("val_top1", "max"),), base=base, base_source="",
                  records=records, counts=dict(finished=len(records)), fingerprint="")
 
 
@@ -41,3 +47,20 @@ def test_fewer_than_two_ladders_is_a_message():
     assert info["rows"] == [] and "needs two ladder sweeps" in info["message"]
     assert "found: scratch" in info["message"]
     assert "found: none" in ladder_comparison([])["message"]
+
+
+def test_only_ladders_of_the_same_steps_and_base_are_compared():
+    steps = [("mvitv2", [90.0]), ("hiera", [85.0])]
+    digits = dict(input_size=[1, 32, 32])
+    video = dict(input_size=[8, 32, 32])
+    sweeps = [_sweep("digits", steps, base=digits), _sweep("video", steps, base=video),
+              _sweep("digits-mae", steps, base=digits), _sweep("video-mae", steps, base=video),
+              _sweep("other-steps", [("mvitv2", [1.0])], base=digits),
+              _sweep("grid", steps, mode="grid", base=digits)]
+    groups = ladder_groups(sweeps)
+    assert [[s.experiment for s in g] for g in groups] == [["digits", "digits-mae"],
+                                                           ["video", "video-mae"]]
+    html = ladders_section(sweeps)
+    assert html.count("<h2>Ladders side by side: ") == 2
+    assert "Ladders side by side: digits, digits-mae" in html
+    assert ladders_section(sweeps[:2]) == ""
