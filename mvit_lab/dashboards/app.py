@@ -116,7 +116,11 @@ def create_app(tracking_uri: str | None = None, experiment: str | None = None,
         Output("state", "data"), Output("message", "children"), Output("live", "children"),
         Output("sweep-meta", "children"), Output("counts-key", "data"),
         Input("tick", "n_intervals"), Input("experiment", "value"), Input("sweep", "value"),
-        State("state", "data"), State("counts-key", "data"))
+        State("state", "data"), State("counts-key", "data"),
+        # no tick while a read is in flight: the browser drops a callback's answer when the
+        # callback is triggered again before it, so reads slower than the interval (a loaded
+        # machine, a remote server) would never show
+        running=[(Output("tick", "disabled"), True, False)])
     @_guard(refresh_failed)
     def refresh(_: Any, chosen: str | None, sweep_id: str | None, state: dict | None,
                 counts_key: str | None) -> tuple:

@@ -146,6 +146,27 @@ def test_page_refreshes_live_without_reloading(fixture_copy, chromium):
 
 
 @pytest.mark.slow
+def test_reads_slower_than_the_refresh_still_show(fixture_store, chromium, monkeypatch):
+    """A browser drops a callback's answer when the callback is triggered again first: the
+    interval must not tick while a read is in flight (a loaded machine, a remote store)."""
+    from mvit_lab.dashboards import create_app
+    from mvit_lab.dashboards.data import StoreReader
+
+    read = StoreReader.overview
+
+    def slow(self):
+        time.sleep(1.0)
+        return read(self)
+
+    monkeypatch.setattr(StoreReader, "overview", slow)
+    with serve(create_app(fixture_store["uri"], "ablation", refresh_s=0.3)) as url, \
+            chrome() as driver:
+        driver.get(url)
+        wait_for(driver, lambda d: len(front_points(d)) == 2, timeout=30,
+                 what="the front despite 1 s reads every 0.3 s")
+
+
+@pytest.mark.slow
 def test_bad_input_shows_a_message_never_a_traceback(fixture_store, migrated_db, chromium,
                                                     tmp_path, monkeypatch):
     from mvit_lab.dashboards import create_app
