@@ -20,10 +20,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from dash import Dash, Input, Output, State, ctx, no_update
+from dash import Dash, Input, Output, State, ctx, dcc, no_update
 from dash.exceptions import PreventUpdate
 
 from mvit_lab.dashboards import layout
+from mvit_lab.dashboards.compare import (
+    comparison_figure,
+    comparison_table,
+    ladder_comparison,
+    ladder_groups,
+)
 from mvit_lab.dashboards.data import DataError, StoreReader, Sweep
 from mvit_lab.dashboards.run import run_details
 from mvit_lab.dashboards.tables import (
@@ -269,6 +275,33 @@ def create_app(tracking_uri: str | None = None, experiment: str | None = None,
             out.append(layout.html.P(note, className="note"))
         out += [layout.table(format_ablation_view(view), id=f"ablation-{view['factor']}")
                 for view in ablations]
+        return out
+
+    # -- ladders of the same steps, across experiments (scratch vs MAE) -------------------------
+    @app.callback(Output("ladders", "children"), Input("counts-key", "data"))
+    @_guard(lambda message: [layout.html.P(message, className="message")])
+    def ladders(_: Any) -> list:
+        sweeps = []
+        for row in reader.overview():
+            try:
+                sweeps.append(reader.sweep(row["name"]))
+            except DataError:  # the experiments table says what is wrong with it
+                continue
+        groups = ladder_groups(sweeps)
+        if not groups:
+            return [layout.html.P(
+                "No two ladder sweeps of the same steps and base architecture in this store "
+                "yet. Run, e.g., experiments/hiera_ladder_digits.yaml and "
+                "experiments/hiera_ladder_digits_mae.yaml.", className="note")]
+        out = []
+        for i, group in enumerate(groups):
+            info = ladder_comparison(group)
+            if info["message"]:
+                out.append(layout.html.P(info["message"], className="message"))
+                continue
+            out += [dcc.Graph(id=f"ladders-{i}", figure=comparison_figure(info),
+                              config=dict(displaylogo=False), style={"height": "420px"}),
+                    layout.table(comparison_table(info), id=f"ladders-table-{i}")]
         return out
 
     return app

@@ -1,5 +1,6 @@
 """The dashboard's pages as Dash component trees: the header, the experiments table, the sweep
-picker, and three tabs (Pareto fronts with the run panel, parallel coordinates, tables).
+picker, and four tabs (Pareto fronts with the run panel, parallel coordinates, tables, and
+ladders of the same steps side by side across experiments, e.g. from scratch and with MAE).
 
 Only layout lives here; :mod:`mvit_lab.dashboards.app` fills it from the store.
 """
@@ -107,6 +108,8 @@ def page(uri: str, refresh_s: float, views: int = 2) -> html.Div:
             dcc.Tab(label="Pareto fronts", value="fronts", children=fronts),
             dcc.Tab(label="Parallel coordinates", value="parallel", children=parallel),
             dcc.Tab(label="Tables", value="tables", children=html.Div(id="tables")),
+            dcc.Tab(label="Ladders side by side", value="ladders",
+                    children=html.Div(id="ladders")),
         ]),
     ], className="page")
 

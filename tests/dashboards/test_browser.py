@@ -212,3 +212,30 @@ def test_exported_report_renders_offline(small_sweep, chromium, tmp_path):
             driver.find_element("tag name", "body").text
         driver.save_screenshot(str(tmp_path / "report.png"))
         assert console_errors(driver) == []
+
+
+@pytest.mark.slow
+def test_ladders_side_by_side_tab(fixture_copy, chromium):
+    """A second run of the fixture ladder (as with MAE) appears next to the first."""
+    from dashboard_store import LADDER_SPACE, LADDER_TRIALS, write_sweep
+
+    from mvit_lab.dashboards import create_app
+
+    mae = [dict(t, metrics=dict(t["metrics"], val_top1=t["metrics"]["val_top1"] + 5.0))
+           for t in LADDER_TRIALS if t["seed"] == 0]
+    write_sweep(fixture_copy["uri"], "ladder-mae", LADDER_SPACE,
+                dict(val_top1="max", throughput="max"), mae, mode="ladder")
+    with serve(create_app(fixture_copy["uri"], "ladder", refresh_s=2)) as url, \
+            chrome() as driver:
+        driver.get(url)
+        tab = wait_for(driver, lambda d: next((e for e in d.find_elements(
+            "css selector", ".tab") if e.text == "Ladders side by side"), None),
+            what="the ladders tab")
+        tab.click()
+        table = wait_for(driver, lambda d: d.find_elements("id", "ladders-table-0"),
+                         what="the side-by-side table")[0]
+        rows = [r.text for r in table.find_elements("css selector", "tbody tr")]
+        # a_first: scratch 90 / 92 (mean 91), MAE 95 (seed 0 + 5): +4.00
+        assert rows[0] == "a_first 0.02 91.00 ± 1.41 (2) 95.00 ± 0.00 (1) +4.00"
+        assert len(driver.find_elements("css selector", "#ladders-0 .scatterlayer .trace")) == 2
+        assert console_errors(driver) == []
