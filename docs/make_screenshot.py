@@ -36,7 +36,7 @@ def main() -> int:
     x, y, color = default_views(sweep)[0]
     front = [p for p in front_info(sweep, x, y, color)["points"] if p["on_front"]]
     best = max(range(len(front)), key=lambda i: front[i]["y"])
-    app = create_app(args.tracking_uri, args.experiment, refresh_s=60,
+    app = create_app(args.tracking_uri, args.experiment, refresh_s=5.0,
                      search_dirs=[ROOT / "experiments"])
     with serve(app) as url, chrome(width=1400, height=1900) as driver:
         start = time.perf_counter()
