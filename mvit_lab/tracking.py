@@ -547,6 +547,20 @@ def metric_history(tracking_uri: str, run_id: str, key: str) -> list[tuple[int, 
     return [(m.step, m.value) for m in history]
 
 
+def load_json_artifact(tracking_uri: str, run_id: str, artifact_file: str) -> Any | None:
+    """A JSON artifact ``log_dict`` wrote to a run, or None if the run has no such file."""
+    import json
+    import tempfile
+
+    client = MlflowClient(resolve_tracking_uri(tracking_uri))
+    folder = str(Path(artifact_file).parent) if Path(artifact_file).parent != Path(".") else None
+    if artifact_file not in {a.path for a in client.list_artifacts(run_id, folder)}:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = client.download_artifacts(run_id, artifact_file, tmp)
+        return json.loads(Path(path).read_text())
+
+
 def list_experiments(tracking_uri: str) -> list[dict[str, str]]:
     """``name`` and ``experiment_id`` of every active experiment, by name.
 

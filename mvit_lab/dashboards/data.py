@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import threading
@@ -27,6 +28,8 @@ from typing import Any
 import pandas as pd
 
 from mvit_lab.search.pareto import Objective
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_OBJECTIVES",
@@ -257,9 +260,15 @@ class Sweep:
         return ", ".join(f"{n} {s}" for s, n in self.counts.items() if n) or "no trials"
 
 
-def _objectives(parent: dict[str, str]) -> tuple[Objective, ...]:
-    """The sweep's objectives, the accuracy first. MLflow params come back sorted by name, so
-    the experiment's own order is lost: a top-1 metric (else the first ``max`` one) leads."""
+def _objectives(parent: dict[str, str], order: str | None = None) -> tuple[Objective, ...]:
+    """The sweep's objectives in the experiment's order (the parent run's ``objectives`` tag,
+    ``name:sense,...``). Sweeps from before that tag: params come back sorted by name, so a
+    top-1 metric (else the first ``max`` one) leads."""
+    if order:
+        try:
+            return tuple(Objective(*item.split(":", 1)) for item in order.split(","))
+        except (TypeError, ValueError):
+            pass  # a hand-edited tag: fall back to the params
     named = _unflatten(parent, "experiment.objectives.")
     try:
         objectives = [Objective(k, v) for k, v in named.items()]
@@ -272,11 +281,15 @@ def _objectives(parent: dict[str, str]) -> tuple[Objective, ...]:
     return (lead, *(o for o in objectives if o is not lead))
 
 
-def _space_tree(parent: dict[str, str], search_dirs: Sequence[Path]) -> tuple[Any, str]:
-    """The sweep's search space as logged on its parent run: inline (flattened params), or a
-    file path, looked for relative to ``search_dirs``."""
+def _space_tree(parent: dict[str, str], search_dirs: Sequence[Path],
+                logged: Any = None) -> tuple[Any, str]:
+    """The sweep's search space: ``logged`` (the parent run's ``search_space.json``), else as
+    in its params: inline (flattened), or a file path, looked for relative to
+    ``search_dirs``."""
     from mvit_lab.configfile import safe_load
 
+    if isinstance(logged, dict):
+        return logged, "the search space logged on the sweep's parent run"
     text = parent.get("experiment.search")
     if text is None:
         tree = _unflatten(parent, "experiment.search.")
@@ -295,14 +308,15 @@ def _space_tree(parent: dict[str, str], search_dirs: Sequence[Path]) -> tuple[An
                   "dashboard from the directory the sweep ran in")
 
 
-def _base(parent: dict[str, str], search_dirs: Sequence[Path]) -> tuple[dict | None, str]:
+def _base(parent: dict[str, str], search_dirs: Sequence[Path],
+          logged: Any = None) -> tuple[dict | None, str]:
     """The search space's base architecture (space base over the experiment's model)."""
     from mvit_lab.config import ArchConfig
     from mvit_lab.search.space import Point, parse_space, resolve_point
 
     if not parent:
         return None, "the sweep's parent run is missing"
-    tree, source = _space_tree(parent, search_dirs)
+    tree, source = _space_tree(parent, search_dirs, logged)
     if tree is None:
         return None, source
     try:
@@ -364,18 +378,28 @@ def load_sweep(uri: str, experiment: str, parent_run_id: str | None = None,
                         f"{parent_run_id!r}")
     parent_row = runs[runs["run_id"] == parent_run_id]
     parent: dict[str, str] = {}
-    mode = None
+    mode = order = None
     if len(parent_row):
         row = parent_row.iloc[0]
         parent = {c[len("param."):]: row[c] for c in row.index
                   if c.startswith("param.") and isinstance(row[c], str)}
         mode = _text(row.get("tag.search_mode"))
+        order = _text(row.get("tag.objectives"))
     trials = _trial_rows(runs)
     trials = trials[trials["parent_run_id"] == parent_run_id]
     if mode is None and len(trials) and "tag.search_mode" in trials:
         mode = _text(trials["tag.search_mode"].iloc[0])
-    objectives = _objectives(parent)
-    base, base_source = _base(parent, search_dirs)
+    objectives = _objectives(parent, order)
+    logged = None
+    if len(parent_row):
+        from mvit_lab.search.sweep import SPACE_ARTIFACT
+        from mvit_lab.tracking import load_json_artifact
+
+        try:
+            logged = load_json_artifact(uri, parent_run_id, SPACE_ARTIFACT)
+        except Exception as err:  # an unreadable artifact store: fall back to the params
+            log.warning("search space artifact of %s not read: %s", parent_run_id, err)
+    base, base_source = _base(parent, search_dirs, logged)
     return Sweep(tracking_uri=uri, experiment=experiment,
                  experiment_id=runs.attrs.get("experiment_id"),
                  parent_run_id=parent_run_id, name=chosen["name"], mode=mode,

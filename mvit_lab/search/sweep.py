@@ -76,6 +76,9 @@ def _number(name: str, value: Any, minimum: float, integer: bool = False) -> Any
     return value
 
 
+SPACE_ARTIFACT = "search_space.json"  # the resolved search space, on the parent run
+
+
 def parse_sweep(exp: Experiment) -> SweepConfig:
     """The sweep sections of ``exp``, validated, with every grid point / ladder step built."""
     from mvit_lab.tracking import resolve_tracking_uri
@@ -261,7 +264,11 @@ def run_sweep(exp: Experiment, *, resume: bool = False, address: str | None = No
     else:
         parent = tracker.start_parent(exp.name, flatten_params(dict(
             experiment=exp.to_dict(), objectives={o.name: o.sense for o in sweep.objectives})),
-            dict(algorithm=sweep.algorithm, search_mode=sweep.space.mode))
+            dict(algorithm=sweep.algorithm, search_mode=sweep.space.mode,
+                 # MLflow returns params sorted by name: the objectives' order goes in a tag
+                 objectives=",".join(f"{o.name}:{o.sense}" for o in sweep.objectives)))
+        # the search space as it ran (the experiment may name it by a relative path)
+        tracker.log_dict(parent, sweep.space_tree, SPACE_ARTIFACT)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         state_file.write_text(json.dumps(dict(parent_run_id=parent, name=exp.name), indent=2))
     spec = dict(experiment={k: v for k, v in exp.to_dict().items()

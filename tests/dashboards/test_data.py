@@ -134,3 +134,16 @@ def test_reader_rebuilds_a_sweep_only_when_it_changed(fixture_copy):
     rec = next(r for r in second.records if r["run_id"] == running)
     assert rec["val_top1"] == 55.0
     assert reader.reads == 3  # one MLflow search per call, never more
+
+
+def test_objectives_follow_the_sweeps_order_tag():
+    from mvit_lab.dashboards.data import _objectives
+
+    params = {"experiment.objectives.gflops": "min", "experiment.objectives.val_top1": "max",
+              "experiment.objectives.throughput": "max"}
+    tagged = _objectives(params, "throughput:max,val_top1:max,gflops:min")
+    assert [(o.name, o.sense) for o in tagged] == [("throughput", "max"), ("val_top1", "max"),
+                                                  ("gflops", "min")]
+    # older sweeps have no tag: the top-1 objective leads
+    assert _objectives(params)[0].name == "val_top1"
+    assert _objectives(params, "val_top1:upward")[0].name == "val_top1"

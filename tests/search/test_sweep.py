@@ -149,3 +149,16 @@ def test_retry_failed_reruns_only_the_failed_trial(tmp_path, ray_local, monkeypa
     assert "tag.reason" not in runs or runs["tag.reason"].isna().all()
     assert runs[runs["tag.point"] == sweep.space.points()[0].name]["end_time"].iloc[0] == \
         good_end  # the finished trial did not run again
+    # the parent run records the search space as it ran and the objectives' order, so the
+    # dashboard rebuilds the base from anywhere
+    from mvit_lab.dashboards.data import load_sweep
+    from mvit_lab.tracking import load_json_artifact
+
+    parent = second["parent_run_id"]
+    assert load_json_artifact(second["tracking_uri"], parent, "search_space.json") == \
+        sweep.space_tree
+    assert load_json_artifact(second["tracking_uri"], parent, "nothing.json") is None
+    read = load_sweep(second["tracking_uri"], "faults", search_dirs=[tmp_path / "nowhere"])
+    assert read.base_source == "the search space logged on the sweep's parent run"
+    assert read.base is not None and read.base["embed_dim"] == 8
+    assert [o.name for o in read.objectives] == [o.name for o in sweep.objectives]
