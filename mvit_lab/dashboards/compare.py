@@ -4,13 +4,12 @@ with MAE pretraining), as plain data first, then as a table and a plotly figure.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from typing import Any
 
 from mvit_lab.dashboards.data import Sweep
 from mvit_lab.dashboards.tables import ladder_view
-from mvit_lab.search.tables import compare_ladders
+from mvit_lab.search.tables import compare_cells, compare_ladders
 
 __all__ = ["comparison_figure", "comparison_table", "ladder_comparison", "ladder_groups"]
 
@@ -49,16 +48,7 @@ def ladder_comparison(sweeps: Sequence[Sweep], metric: str | None = None) -> dic
 def comparison_table(info: dict[str, Any]) -> dict[str, Any]:
     """``ladder_comparison`` as a text table (``title``, ``columns``, ``rows``, ``note``)."""
     labels, metric = info["labels"], info["metric"]
-    rows = []
-    for r in info["rows"]:
-        cells = [r["name"], f"{r['gflops']:.4g}" if r.get("gflops") is not None else ""]
-        for label in labels:
-            res = r["results"].get(label)
-            cells.append(f"{res['mean']:.2f} ± {res['std']:.2f} ({res['seeds']})" if res
-                         else "–")
-        cells += [f"{r['delta'][label]:+.2f}" if not math.isnan(r["delta"][label]) else "–"
-                  for label in labels[1:]]
-        rows.append(cells)
+    rows = [compare_cells(r, labels, gflops=".4g") for r in info["rows"]]
     return dict(title="Ladders side by side",
                 columns=["step", "GFLOPs", *(f"{metric}: {label}" for label in labels),
                          *(f"{label} − {labels[0]}" for label in labels[1:])],

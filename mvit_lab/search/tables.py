@@ -12,8 +12,8 @@ import statistics
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["ablation_table", "compare_ladders", "format_ablation", "format_compare",
-           "format_ladder", "ladder_table", "mean_ci"]
+__all__ = ["ablation_table", "compare_cells", "compare_ladders", "format_ablation",
+           "format_compare", "format_ladder", "ladder_table", "mean_ci"]
 
 # two-sided 95% Student t quantiles for 1..30 degrees of freedom
 _T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
@@ -103,16 +103,21 @@ def format_compare(rows: list[dict[str, Any]], labels: list[str],
     head = ["step", "GFLOPs", *(f"{metric} {label}" for label in labels),
             *(f"{label} − {labels[0]}" for label in labels[1:])]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        cells = [r["name"], f"{r['gflops']:.3f}" if r.get("gflops") is not None else ""]
-        for label in labels:
-            res = r["results"].get(label)
-            cells.append(f"{res['mean']:.2f} ± {res['std']:.2f} ({res['seeds']})" if res
-                         else "–")
-        cells += [f"{r['delta'][label]:+.2f}" if not math.isnan(r["delta"][label]) else "–"
-                  for label in labels[1:]]
-        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["| " + " | ".join(compare_cells(r, labels)) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def compare_cells(row: dict[str, Any], labels: list[str], gflops: str = ".3f") -> list[str]:
+    """One ``compare_ladders`` row as text cells: step, GFLOPs, ``mean ± std (n)`` per ladder
+    (– where it has no finished trial), then the differences from the first ladder."""
+    cells = [row["name"], format(row["gflops"], gflops) if row.get("gflops") is not None
+             else ""]
+    for label in labels:
+        res = row["results"].get(label)
+        cells.append(f"{res['mean']:.2f} ± {res['std']:.2f} ({res['seeds']})" if res else "–")
+    cells += [f"{row['delta'][label]:+.2f}" if not math.isnan(row["delta"][label]) else "–"
+              for label in labels[1:]]
+    return cells
 
 
 def ablation_table(records: list[dict[str, Any]], factor: str, metric: str = "val_top1",
