@@ -86,6 +86,18 @@ def amp_setup(device: torch.device, amp: str) -> tuple[bool, Callable[[], Any], 
     return use_amp, autocast, torch.amp.GradScaler("cuda", enabled=use_amp and amp == "float16")
 
 
+def optimizer_step(loss: torch.Tensor, model: nn.Module, optimizer: torch.optim.Optimizer,
+                   scaler: Any, clip_grad: float | None) -> None:
+    """Backward through the (float16) grad scaler, clip the gradient norm, step."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if clip_grad is not None:
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+    scaler.step(optimizer)
+    scaler.update()
+
+
 def _worker_init(worker_id: int) -> None:
     # decoding workers: one thread each, so they and the training process share the cores
     torch.set_num_threads(1)
@@ -225,13 +237,7 @@ def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = 
             loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch + 1}, step {i}")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.clip_grad is not None:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-            scaler.step(optimizer)
-            scaler.update()
+            optimizer_step(loss, model, optimizer, scaler, cfg.clip_grad)
             loss_sum += loss.item() * len(y)
             seen += len(y)
         metrics: dict[str, Any] = dict(epoch=epoch + 1, train_loss=loss_sum / seen, lr=lr)
@@ -267,6 +273,12 @@ def _save_checkpoint(out: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     state = dict(model=model.state_dict(), optimizer=optimizer.state_dict(),
                  scaler=scaler.state_dict(), data_rng=gen.get_state(),
                  torch_rng=torch.get_rng_state(), epoch=epoch, history=json.dumps(history))
-    tmp = out / f"{CHECKPOINT}.tmp-{os.getpid()}"
-    torch.save(state, tmp)
-    os.replace(tmp, out / CHECKPOINT)  # atomic: a kill mid-write leaves the last checkpoint
+    atomic_save(state, out / CHECKPOINT)
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file, then rename: a kill mid-write leaves the previous
+    file."""
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,9 @@ from mvit_lab.train.loop import (
     _param_groups,
     _progress,
     amp_setup,
+    atomic_save,
     lr_at,
+    optimizer_step,
 )
 
 __all__ = ["ENCODER", "pretrain"]
@@ -137,13 +138,7 @@ def pretrain(exp: Experiment, data: Datasets, device: torch.device,
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"pretrain loss is {loss.item()} at epoch "
                                          f"{epoch + 1}, step {i}")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if t.clip_grad is not None:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(mae.parameters(), t.clip_grad)
-            scaler.step(optimizer)
-            scaler.update()
+            optimizer_step(loss, mae, optimizer, scaler, t.clip_grad)
             loss_sum += loss.item() * x.shape[0]
             seen += x.shape[0]
         metrics: dict[str, Any] = dict(
@@ -157,7 +152,7 @@ def pretrain(exp: Experiment, data: Datasets, device: torch.device,
             callback(dict(metrics))
     encoder = mae.encoder_state_dict()
     if out is not None:
-        _atomic_save(encoder, out / ENCODER)
+        atomic_save(encoder, out / ENCODER)
         (out / METRICS).write_text(json.dumps(history, indent=2) + "\n")
     return encoder, history
 
@@ -169,10 +164,5 @@ def _save(out: Path, mae: nn.Module, optimizer: torch.optim.Optimizer, scaler: A
                  scaler=scaler.state_dict(), data_rng=data_gen.get_state(),
                  mask_rng=mask_gen.get_state(), torch_rng=torch.get_rng_state(), epoch=epoch,
                  history=json.dumps(history))
-    _atomic_save(state, out / CHECKPOINT)
+    atomic_save(state, out / CHECKPOINT)
 
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)  # a kill mid-write leaves the previous file
