@@ -244,7 +244,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_pareto(args: argparse.Namespace) -> int:
     from mvit_lab.experiment import load_experiment
     from mvit_lab.search.pareto import front_table, parse_objectives
-    from mvit_lab.search.sweep import _records, parse_sweep
+    from mvit_lab.search.records import sweep_records
+    from mvit_lab.search.sweep import parse_sweep
 
     exp = load_experiment(args.experiment, args.set)
     sweep = parse_sweep(exp)
@@ -252,7 +253,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     runs = _sweep_runs(args.experiment, sweep)
     if "parent_run_id" in runs:
         runs = runs[runs["parent_run_id"].notna()]  # trials, not the sweeps' parent runs
-    records = _records(runs, objectives)
+    records = sweep_records(runs, objectives)
     front = front_table(records, objectives)
     if args.json:
         config_cols = [c for c in runs.columns if c.startswith("param.model.")]
@@ -285,7 +286,8 @@ def _sweep_runs(path: str, sweep: Any) -> Any:
 
 def cmd_ladders(args: argparse.Namespace) -> int:
     from mvit_lab.experiment import load_experiment
-    from mvit_lab.search.sweep import _records, parse_sweep
+    from mvit_lab.search.records import sweep_records
+    from mvit_lab.search.sweep import parse_sweep
     from mvit_lab.search.tables import compare_ladders, format_compare, ladder_table
 
     ladders, metric = [], None
@@ -298,7 +300,7 @@ def cmd_ladders(args: argparse.Namespace) -> int:
         runs = _sweep_runs(path, sweep)
         if "parent_run_id" in runs:
             runs = runs[runs["parent_run_id"].notna()]
-        rows = ladder_table(_records(runs, sweep.objectives), metric)
+        rows = ladder_table(sweep_records(runs, sweep.objectives), metric)
         if not rows:
             raise ValueError(f"{path}: no finished trials in MLflow experiment "
                              f"{sweep.mlflow_experiment!r} at {sweep.tracking_uri}")

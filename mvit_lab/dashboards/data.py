@@ -4,8 +4,8 @@ Everything is read through :mod:`mvit_lab.tracking`, the module the sweeps write
 sweep is a parent run (tags ``algorithm``, ``search_mode``; params ``experiment.*``) and its
 child runs, one per trial (tags ``trial_id``, ``point``, ``seed``, ``status``; params
 ``model.*``, ``train.*``, ``data.*``; metrics per epoch). Trial records are the dicts of
-:func:`mvit_lab.search.sweep._records`, with every logged metric, the trial's full config and
-its architecture's difference from the search space's base added.
+:func:`mvit_lab.search.records.sweep_records`, with every logged metric, the trial's full
+config and its architecture's difference from the search space's base added.
 
 Problems a user can cause (no store, an empty experiment, a missing metric) raise
 :class:`DataError`, whose message is shown on the page as it is.
@@ -28,6 +28,7 @@ from typing import Any
 import pandas as pd
 
 from mvit_lab.search.pareto import Objective
+from mvit_lab.search.records import SPACE_ARTIFACT, sweep_records
 
 log = logging.getLogger(__name__)
 
@@ -329,9 +330,7 @@ def _base(parent: dict[str, str], search_dirs: Sequence[Path],
 
 def _trial_records(trials: pd.DataFrame, objectives: tuple[Objective, ...],
                    base: dict[str, Any] | None) -> list[dict[str, Any]]:
-    from mvit_lab.search.sweep import _records
-
-    records = _records(trials, objectives)
+    records = sweep_records(trials, objectives)
     for rec, (_, row) in zip(records, trials.iterrows()):
         rec["status"] = _status(row)
         for key in ("run_name", "point", "seed", "ladder_step", "reason"):
@@ -392,7 +391,6 @@ def load_sweep(uri: str, experiment: str, parent_run_id: str | None = None,
     objectives = _objectives(parent, order)
     logged = None
     if len(parent_row):
-        from mvit_lab.search.sweep import SPACE_ARTIFACT
         from mvit_lab.tracking import load_json_artifact
 
         try:

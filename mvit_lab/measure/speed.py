@@ -1,8 +1,14 @@
 """Throughput, latency, peak memory and MFU of a model on one device.
 
-Timing runs ``repeats`` blocks of ``iters`` iterations after ``warmup`` iterations; CUDA is
-timed with events and synchronised, the CPU with ``perf_counter``. The report gives the median
-block and the spread across blocks, ``(max - min) / median``, so a noisy run shows as one.
+The protocol (in the spirit of timm's ``benchmark.py``, made adaptive): warm up for
+``warmup_s`` seconds (at least two steps), then time blocks of about ``block_s`` seconds, each
+step timed on its own (CUDA events on a GPU, ``perf_counter`` on the CPU), until the medians of
+the last ``min_blocks`` blocks agree within ``target_spread`` ((max - min) / median), or
+``max_s`` seconds have passed. The report gives the median step of the most consistent window
+of blocks, its spread, the number of blocks, and whether the target was met.
+
+``mode="infer"`` times a forward pass under ``inference_mode``; ``mode="train"`` a training
+step: forward, cross-entropy, backward and an AdamW update (fused on CUDA).
 
 MFU is the achieved model FLOP/s over the device's peak: ``2 * multiply-adds`` per item, times
 3 in training (forward + backward), against the datasheet peak for the device name and dtype,
@@ -13,6 +19,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -24,10 +31,49 @@ from mvit_lab.measure._devices import ProcessPeakMemory, device_name, matmul_tfl
 from mvit_lab.measure.flops import count_flops
 from mvit_lab.models import MultiscaleViT
 
-__all__ = ["ThroughputReport", "measure_throughput"]
+__all__ = ["Protocol", "ThroughputReport", "measure_throughput", "sdpa_backends"]
 
 DTYPES = ("float32", "bfloat16", "float16")
 MODES = ("infer", "train")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How long to time, and when the timing is good enough (see the module docstring)."""
+
+    warmup_s: float = 0.5
+    block_s: float = 0.2
+    min_blocks: int = 5
+    max_blocks: int = 200
+    target_spread: float = 0.03
+    max_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        for name in ("warmup_s", "block_s", "max_s"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"protocol.{name}: must be a number > 0, got {value!r}")
+        if not isinstance(self.min_blocks, int) or self.min_blocks < 2:
+            raise ValueError(f"protocol.min_blocks: must be an integer >= 2, got "
+                             f"{self.min_blocks!r}")
+        if not isinstance(self.max_blocks, int) or self.max_blocks < self.min_blocks:
+            raise ValueError(f"protocol.max_blocks: must be an integer >= min_blocks "
+                             f"({self.min_blocks}), got {self.max_blocks!r}")
+        if not isinstance(self.target_spread, (int, float)) or not self.target_spread > 0:
+            raise ValueError(f"protocol.target_spread: must be a number > 0, got "
+                             f"{self.target_spread!r}")
+
+    @property
+    def name(self) -> str:
+        """A short label, shown beside every cost and part of the cache key."""
+        return (f"blocks-v1(warmup {self.warmup_s:g}s, {self.block_s:g}s blocks, "
+                f"{self.min_blocks} within {100 * self.target_spread:g}%, cap {self.max_s:g}s)")
+
+    @classmethod
+    def fixed(cls, blocks: int, warmup_s: float = 0.1, block_s: float = 0.05) -> Protocol:
+        """Exactly ``blocks`` short blocks, whatever their spread (tests, quick looks)."""
+        return cls(warmup_s=warmup_s, block_s=block_s, min_blocks=blocks, max_blocks=blocks,
+                   target_spread=1e9, max_s=1e9)
 
 
 @dataclass(frozen=True)
@@ -38,11 +84,14 @@ class ThroughputReport:
     dtype: str
     batch_size: int
     compiled: bool
-    items_per_s: float  # images or clips per second, median block
-    latency_ms: float  # one batch, median block
-    spread: float  # (max - min) / median of the blocks' throughput
-    repeats: int
-    iters: int
+    items_per_s: float  # images or clips per second, median step
+    latency_ms: float  # one batch, median step
+    spread: float  # (max - min) / median of the chosen window's block medians
+    blocks: int  # blocks timed
+    iters: int  # steps per block
+    converged: bool  # the spread met the protocol's target
+    protocol: str
+    seconds: float  # wall time of the whole measurement, warm-up included
     peak_memory_mb: float
     memory_kind: str  # "cuda allocator peak" | "process peak RSS"
     gflops_per_item: float | None  # multiply-adds of one forward (mvit-lab models)
@@ -50,6 +99,7 @@ class ThroughputReport:
     peak_tflops: float | None
     peak_source: str | None  # "table" | "given" | "measured matmul"
     mfu: float | None
+    sdpa_backend: str | None = None  # the attention kernel(s) that ran, when asked for
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,8 +110,8 @@ def _check(device: str, dtype: str, mode: str, batch_size: int) -> torch.device:
         raise ValueError(f"mode: must be one of {', '.join(MODES)}; got {mode!r}")
     if dtype not in DTYPES:
         raise ValueError(f"dtype: must be one of {', '.join(DTYPES)}; got {dtype!r}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size: must be an integer >= 1, got {batch_size!r}")
     try:
         dev = torch.device(device)
     except RuntimeError:
@@ -84,48 +134,51 @@ def measure_throughput(
     mode: str = "infer",
     compile: bool = False,
     *,
-    warmup: int = 3,
-    iters: int = 10,
-    repeats: int = 5,
+    protocol: Protocol | None = None,
     peak_tflops_override: float | None = None,
+    backend: bool = False,
 ) -> ThroughputReport:
-    """Time ``model`` on random inputs of ``[batch_size, *input_shape]``.
+    """Time ``model`` on random inputs of ``[batch_size, *input_shape]`` (see the module
+    docstring for the protocol).
 
     ``input_shape`` (without the batch) defaults to an mvit-lab model's configured input.
-    ``dtype`` other than float32 runs under CUDA autocast. ``mode="train"`` times forward,
-    cross-entropy, backward (gradients are cleared each step, no optimizer update).
+    ``dtype`` other than float32 runs under CUDA autocast. ``backend=True`` also records which
+    scaled-dot-product-attention kernel ran (one profiled step).
     """
     dev = _check(device, dtype, mode, batch_size)
+    protocol = protocol or Protocol()
     if input_shape is None:
         if not isinstance(model, MultiscaleViT):
             raise ValueError("input_shape: required for models that are not mvit-lab models")
         cfg = model.cfg
         input_shape = (cfg.in_chans, *(cfg.input_size[1:] if cfg.is_image else cfg.input_size))
-    if min(warmup, iters, repeats) < 1:
-        raise ValueError("warmup, iters and repeats must each be >= 1")
+    began = time.perf_counter()
     model = model.to(dev)
     model.train(mode == "train")
     runner = torch.compile(model) if compile else model
     x = torch.randn(batch_size, *input_shape, device=dev)
-    out_features = None
     autocast = (torch.autocast("cuda", dtype=getattr(torch, dtype))
                 if dev.type == "cuda" and dtype != "float32" else nullcontext())
+    optimizer = None
+    labels = None
+    if mode == "train":
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-12,
+                                      **({"fused": True} if dev.type == "cuda" else {}))
 
     def step() -> None:
-        nonlocal out_features
+        nonlocal labels
         if mode == "infer":
             with torch.inference_mode(), autocast:
                 runner(x)
             return
+        optimizer.zero_grad(set_to_none=True)
         with autocast:
             logits = runner(x)
-            if out_features is None:
-                out_features = logits.shape[-1]
-            labels = torch.randint(0, out_features, (batch_size,), device=dev)
+            if labels is None:
+                labels = torch.randint(0, logits.shape[-1], (batch_size,), device=dev)
             loss = nn.functional.cross_entropy(logits.float(), labels)
         loss.backward()
-        for p in model.parameters():
-            p.grad = None
+        optimizer.step()
 
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
@@ -133,17 +186,20 @@ def measure_throughput(
     else:
         memory = ProcessPeakMemory()
     with memory or nullcontext():
-        for _ in range(warmup):
-            step()
-        blocks = [_time_block(step, iters, dev) for _ in range(repeats)]
+        step_s = _warm_up(step, dev, protocol.warmup_s)
+        iters = max(1, round(protocol.block_s / max(step_s, 1e-9)))
+        medians = _timed_blocks(step, dev, iters, protocol)
+    if optimizer is not None:
+        optimizer.zero_grad(set_to_none=True)
     if dev.type == "cuda":
         peak_bytes, kind = torch.cuda.max_memory_allocated(dev), "cuda allocator peak"
     else:
         peak_bytes = memory.peak_bytes
         kind = "process peak RSS" if memory.exact else "process lifetime peak RSS"
-    seconds = statistics.median(blocks) / iters
-    rates = [batch_size * iters / b for b in blocks]
+    window, spread = _best_window(medians, protocol.min_blocks)
+    seconds = statistics.median(window)
     items_per_s = batch_size / seconds
+    sdpa = sdpa_backends(step) if backend else None
     name = device_name(dev)
     gflops = None
     if isinstance(model, MultiscaleViT):
@@ -161,25 +217,102 @@ def measure_throughput(
         mfu = achieved / peak
     return ThroughputReport(
         device=str(dev), device_name=name, mode=mode, dtype=dtype, batch_size=batch_size,
-        compiled=compile, items_per_s=items_per_s, latency_ms=seconds * 1e3,
-        spread=(max(rates) - min(rates)) / statistics.median(rates), repeats=repeats,
-        iters=iters, peak_memory_mb=peak_bytes / 2**20, memory_kind=kind,
-        gflops_per_item=gflops, achieved_tflops=achieved, peak_tflops=peak,
-        peak_source=source, mfu=mfu,
+        compiled=compile, items_per_s=items_per_s, latency_ms=seconds * 1e3, spread=spread,
+        blocks=len(medians), iters=iters, converged=spread <= protocol.target_spread,
+        protocol=protocol.name, seconds=time.perf_counter() - began,
+        peak_memory_mb=peak_bytes / 2**20, memory_kind=kind, gflops_per_item=gflops,
+        achieved_tflops=achieved, peak_tflops=peak, peak_source=source, mfu=mfu,
+        sdpa_backend=sdpa,
     )
 
 
-def _time_block(step: Any, iters: int, dev: torch.device) -> float:
-    if dev.type == "cuda":
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        torch.cuda.synchronize(dev)
-        start.record()
-        for _ in range(iters):
-            step()
-        end.record()
-        torch.cuda.synchronize(dev)
-        return start.elapsed_time(end) / 1e3
-    begin = time.perf_counter()
-    for _ in range(iters):
+def _warm_up(step: Callable[[], None], dev: torch.device, seconds: float) -> float:
+    """Run ``step`` for ``seconds`` (at least twice); returns the last step's time."""
+    start = time.perf_counter()
+    count, last = 0, 0.0
+    while count < 2 or time.perf_counter() - start < seconds:
+        t0 = time.perf_counter()
         step()
-    return time.perf_counter() - begin
+        _sync(dev)
+        last = time.perf_counter() - t0
+        count += 1
+    return last
+
+
+def _timed_blocks(step: Callable[[], None], dev: torch.device, iters: int,
+                  protocol: Protocol) -> list[float]:
+    """Median step time of each block, until the last ``min_blocks`` agree or time is up."""
+    medians: list[float] = []
+    start = time.perf_counter()
+    while len(medians) < protocol.max_blocks:
+        medians.append(statistics.median(_time_steps(step, iters, dev)))
+        if len(medians) >= protocol.min_blocks:
+            last = medians[-protocol.min_blocks:]
+            if _spread(last) <= protocol.target_spread:
+                break
+            if time.perf_counter() - start > protocol.max_s:
+                break
+    return medians
+
+
+def _spread(values: list[float]) -> float:
+    return (max(values) - min(values)) / statistics.median(values)
+
+
+def _best_window(medians: list[float], size: int) -> tuple[list[float], float]:
+    """The ``size`` consecutive blocks with the least spread (the last one on a tie): a
+    disturbance early or late in the measurement does not move the result."""
+    size = min(size, len(medians))
+    best, best_spread = medians[-size:], _spread(medians[-size:])
+    for i in range(len(medians) - size, -1, -1):
+        window = medians[i:i + size]
+        if _spread(window) < best_spread:
+            best, best_spread = window, _spread(window)
+    return best, best_spread
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def _time_steps(step: Callable[[], None], iters: int, dev: torch.device) -> list[float]:
+    """Seconds of each of ``iters`` steps."""
+    if dev.type == "cuda":
+        events = [torch.cuda.Event(enable_timing=True) for _ in range(iters + 1)]
+        torch.cuda.synchronize(dev)
+        events[0].record()
+        for i in range(iters):
+            step()
+            events[i + 1].record()
+        torch.cuda.synchronize(dev)
+        return [events[i].elapsed_time(events[i + 1]) / 1e3 for i in range(iters)]
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+# aten ops behind F.scaled_dot_product_attention, by the kernel they are
+_SDPA_OPS = {
+    "aten::_scaled_dot_product_flash_attention_for_cpu": "flash (cpu)",
+    "aten::_scaled_dot_product_flash_attention": "flash",
+    "aten::_scaled_dot_product_efficient_attention": "memory-efficient",
+    "aten::_scaled_dot_product_cudnn_attention": "cudnn",
+    "aten::_scaled_dot_product_attention_math": "math",
+    "aten::_scaled_dot_product_fused_attention_overrideable": "fused (backend)",
+}
+
+
+def sdpa_backends(step: Callable[[], None]) -> str:
+    """Which attention kernels one ``step`` ran, from the profiler's op names (``none`` when
+    the model has no ``scaled_dot_product_attention``)."""
+    from torch.profiler import profile
+
+    with profile() as prof:
+        step()
+    names = {event.key for event in prof.key_averages()}
+    found = sorted({label for op, label in _SDPA_OPS.items() if op in names})
+    return ", ".join(found) or "none"

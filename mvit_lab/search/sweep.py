@@ -31,6 +31,7 @@ from mvit_lab.config import ArchConfig
 from mvit_lab.configfile import safe_load
 from mvit_lab.experiment import Experiment
 from mvit_lab.search.pareto import Objective, front_table, parse_objectives
+from mvit_lab.search.records import SPACE_ARTIFACT, sweep_records
 from mvit_lab.search.space import Point, SearchSpace, parse_space, validate_points
 from mvit_lab.search.trial import TrialSpec, run_trial, trial_id
 
@@ -74,9 +75,6 @@ def _number(name: str, value: Any, minimum: float, integer: bool = False) -> Any
         kind = "an integer" if integer else "a number"
         raise ValueError(f"{name}: must be {kind} >= {minimum}, got {value!r}")
     return value
-
-
-SPACE_ARTIFACT = "search_space.json"  # the resolved search space, on the parent run
 
 
 def parse_sweep(exp: Experiment) -> SweepConfig:
@@ -296,7 +294,7 @@ def run_sweep(exp: Experiment, *, resume: bool = False, address: str | None = No
     finally:
         tracker.close_stale(parent)
     runs = runs_dataframe(sweep.tracking_uri, sweep.mlflow_experiment, parent_run_id=parent)
-    records = _records(runs, sweep.objectives)
+    records = sweep_records(runs, sweep.objectives)
     front = front_table(records, sweep.objectives)
     tracker.log_dict(parent, front, "pareto_front.json")
     _log_front_figures(tracker, parent, records, sweep.objectives)
@@ -411,31 +409,3 @@ def _tune_config(sweep: SweepConfig) -> Any:
         (objective,) = sweep.objectives
         kw["scheduler"] = ASHAScheduler(metric=objective.name, mode=objective.sense)
     return tune.TuneConfig(**kw)
-
-
-def _param_value(text: str) -> Any:
-    """A flattened MLflow param back to its value (JSON, or the plain string)."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def _records(runs: Any, objectives: tuple[Objective, ...]) -> list[dict[str, Any]]:
-    """One record per trial run: status, truncated flag, objectives, point and config."""
-    out = []
-    for _, row in runs.iterrows():
-        status = row.get("tag.status") or row.get("status", "").lower()
-        rec = dict(run_id=row["run_id"], run_name=row.get("run_name"), status=status,
-                   truncated=row.get("tag.truncated") == "true",
-                   point=row.get("tag.point"), seed=row.get("tag.seed"),
-                   ladder_step=row.get("tag.ladder_step"),
-                   reason=row.get("tag.reason"))
-        rec["model"] = {col[len("param.model."):]: _param_value(row[col]) for col in row.index
-                        if col.startswith("param.model.") and isinstance(row[col], str)}
-        for name in {o.name for o in objectives} | {"gflops", "params", "throughput",
-                                                     "val_top1", "val_top5"}:
-            value = row.get(f"metric.{name}")
-            rec[name] = None if value is None or value != value else float(value)
-        out.append(rec)
-    return out

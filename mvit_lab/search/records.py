@@ -1,0 +1,56 @@
+"""A sweep's trials read back from MLflow as plain records: the one reader that the sweep
+driver, the CLI (``pareto``, ``ladders``, ``measure``) and the dashboards share.
+
+A record is a dict: ``run_id``, ``run_name``, ``status`` (the trial's own status tag:
+finished, pruned, failed, interrupted, running), ``truncated``, ``point``, ``seed``,
+``ladder_step``, ``reason``, ``model`` (the architecture's knobs), every objective, the usual
+cost and accuracy metrics, and the labels of the cost axes (``cost_device``,
+``cost_protocol``, ...; see :mod:`mvit_lab.measure.costs`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mvit_lab.search.pareto import Objective
+
+__all__ = ["COST_TAGS", "SPACE_ARTIFACT", "param_value", "sweep_records"]
+
+SPACE_ARTIFACT = "search_space.json"  # the resolved search space, on the parent run
+
+# the metrics every record carries (None when a trial did not log them)
+METRICS = ("gflops", "params", "throughput", "train_throughput", "latency_ms",
+           "peak_memory_mb", "train_peak_memory_mb", "val_top1", "val_top5")
+# where each cost figure came from: device, dtype, batch and timing protocol
+COST_TAGS = ("cost_device", "cost_dtype", "cost_batch", "cost_protocol", "cost_source_run")
+
+
+def param_value(text: str) -> Any:
+    """A flattened MLflow param back to its value (JSON, or the plain string)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def sweep_records(runs: Any, objectives: tuple[Objective, ...]) -> list[dict[str, Any]]:
+    """One record per trial run of ``runs`` (a :func:`mvit_lab.tracking.runs_dataframe`)."""
+    out = []
+    for _, row in runs.iterrows():
+        status = row.get("tag.status") or row.get("status", "").lower()
+        rec = dict(run_id=row["run_id"], run_name=row.get("run_name"), status=status,
+                   truncated=row.get("tag.truncated") == "true",
+                   point=row.get("tag.point"), seed=row.get("tag.seed"),
+                   ladder_step=row.get("tag.ladder_step"),
+                   reason=row.get("tag.reason"))
+        rec["model"] = {col[len("param.model."):]: param_value(row[col]) for col in row.index
+                        if col.startswith("param.model.") and isinstance(row[col], str)}
+        for name in {o.name for o in objectives} | set(METRICS):
+            value = row.get(f"metric.{name}")
+            rec[name] = None if value is None or value != value else float(value)
+        for tag in COST_TAGS:
+            value = row.get(f"tag.{tag}")
+            rec[tag] = value if isinstance(value, str) else None
+        out.append(rec)
+    return out
