@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from mvit_lab import build_model, get_config, hiera_ladder
-from mvit_lab.measure import count_flops, measure_throughput
+from mvit_lab.measure import Protocol, count_flops, measure_throughput
 from mvit_lab.measure._devices import device_name
 
 # preset -> (source, reference model name)
@@ -75,10 +75,11 @@ def compare(preset: str, args: argparse.Namespace) -> dict:
     shape = (cfg.in_chans, *(cfg.input_size[1:] if cfg.is_image else cfg.input_size))
     gflops = count_flops(cfg).gflops
     kw = dict(batch_size=batch, device=args.device, dtype=args.dtype, mode=args.mode,
-              compile=args.compile, warmup=1, iters=args.iters, repeats=1)
+              compile=args.compile, protocol=Protocol.fixed(1, iters=args.iters, warmup=1))
     # warm both up (allocator, kernels, compilation) before any timed round
-    measure_throughput(ours, shape, **{**kw, "warmup": args.warmup, "iters": 1})
-    measure_throughput(ref, shape, **{**kw, "warmup": args.warmup, "iters": 1})
+    warm = dict(kw, protocol=Protocol.fixed(1, iters=1, warmup=args.warmup))
+    measure_throughput(ours, shape, **warm)
+    measure_throughput(ref, shape, **warm)
     rounds = []
     for _ in range(args.rounds):
         a = measure_throughput(ours, shape, **kw)
@@ -110,7 +111,8 @@ def compare(preset: str, args: argparse.Namespace) -> dict:
 def ladder(args: argparse.Namespace) -> list[dict]:
     rows = []
     kw = dict(batch_size=args.batch, device=args.device, dtype=args.dtype, mode=args.mode,
-              compile=args.compile, warmup=args.warmup, iters=args.iters, repeats=args.rounds)
+              compile=args.compile,
+              protocol=Protocol.fixed(args.rounds, iters=args.iters, warmup=args.warmup))
     for step, cfg in hiera_ladder():
         r = measure_throughput(build_model(cfg), **kw)
         rows.append(dict(step=step, gflops=r.gflops_per_item, items_per_s=r.items_per_s,

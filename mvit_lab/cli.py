@@ -93,7 +93,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from mvit_lab.measure import count_flops, measure_throughput
+    from mvit_lab.measure import Protocol, count_flops, measure_throughput
 
     cfg = load_arch(args.arch, parse_overrides(args.set))
     flops = count_flops(cfg, batch_size=1)
@@ -103,8 +103,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
     model = build_model(cfg)
     speed = measure_throughput(model, batch_size=args.batch, device=args.device,
                                dtype=args.dtype, mode=args.mode, compile=args.compile,
-                               iters=args.iters, repeats=args.repeats,
-                               peak_tflops_override=args.peak_tflops)
+                               protocol=Protocol(target_spread=args.target_spread,
+                                                 max_s=args.max_seconds),
+                               peak_tflops_override=args.peak_tflops, backend=True)
     if args.json:
         out = dict(config=cfg.to_dict(), flops=flops.to_dict(), speed=speed.to_dict())
         if sparse is not None:
@@ -128,8 +129,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
     unit = "images" if cfg.is_image else "clips"
     print(f"\n{speed.mode} on {speed.device_name}, {speed.dtype}, batch {speed.batch_size}"
           f"{', compiled' if speed.compiled else ''}:")
-    print(f"throughput: {speed.items_per_s:.2f} {unit}/s (spread {100 * speed.spread:.1f}% over "
-          f"{speed.repeats} x {speed.iters} iterations)")
+    print(f"throughput: {speed.items_per_s:.2f} {unit}/s (median step; spread "
+          f"{100 * speed.spread:.1f}% over the best {min(speed.blocks, 5)} of {speed.blocks} "
+          f"blocks of {speed.iters}{'' if speed.converged else ', target not met'})")
+    print(f"attention kernel: {speed.sdpa_backend}")
     print(f"latency: {speed.latency_ms:.1f} ms per batch")
     print(f"memory: {speed.peak_memory_mb:.0f} MiB ({speed.memory_kind})")
     if speed.mfu is not None:
@@ -364,8 +367,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=1, help="batch size (default: 1)")
     p.add_argument("--mode", default="infer", choices=["infer", "train"])
     p.add_argument("--compile", action="store_true", help="torch.compile the model first")
-    p.add_argument("--iters", type=int, default=5, help="iterations per timed block")
-    p.add_argument("--repeats", type=int, default=3, help="timed blocks")
+    p.add_argument("--target-spread", type=float, default=0.03, metavar="F",
+                   help="time blocks until 5 agree within F (default: 0.03)")
+    p.add_argument("--max-seconds", type=float, default=30.0, metavar="S",
+                   help="stop timing after S seconds even if they do not (default: 30)")
     p.add_argument("--peak-tflops", type=float, default=None,
                    help="the device's peak TFLOP/s for MFU (default: datasheet or measured)")
     p.add_argument("--mask-ratio", type=float, default=None, metavar="R",

@@ -47,18 +47,24 @@ class Protocol:
     max_blocks: int = 200
     target_spread: float = 0.03
     max_s: float = 30.0
+    iters: int | None = None  # steps per block (None: as many as fill block_s)
+    warmup_iters: int = 2  # at least this many warm-up steps, however long warmup_s is
 
     def __post_init__(self) -> None:
         for name in ("warmup_s", "block_s", "max_s"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"protocol.{name}: must be a number > 0, got {value!r}")
-        if not isinstance(self.min_blocks, int) or self.min_blocks < 2:
-            raise ValueError(f"protocol.min_blocks: must be an integer >= 2, got "
+        if not isinstance(self.min_blocks, int) or self.min_blocks < 1:
+            raise ValueError(f"protocol.min_blocks: must be an integer >= 1, got "
                              f"{self.min_blocks!r}")
         if not isinstance(self.max_blocks, int) or self.max_blocks < self.min_blocks:
             raise ValueError(f"protocol.max_blocks: must be an integer >= min_blocks "
                              f"({self.min_blocks}), got {self.max_blocks!r}")
+        for name in ("iters", "warmup_iters"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"protocol.{name}: must be an integer >= 1, got {value!r}")
         if not isinstance(self.target_spread, (int, float)) or not self.target_spread > 0:
             raise ValueError(f"protocol.target_spread: must be a number > 0, got "
                              f"{self.target_spread!r}")
@@ -66,14 +72,19 @@ class Protocol:
     @property
     def name(self) -> str:
         """A short label, shown beside every cost and part of the cache key."""
-        return (f"blocks-v1(warmup {self.warmup_s:g}s, {self.block_s:g}s blocks, "
-                f"{self.min_blocks} within {100 * self.target_spread:g}%, cap {self.max_s:g}s)")
+        if self.min_blocks == self.max_blocks and self.iters is not None:
+            return (f"fixed(warmup {self.warmup_iters}, {self.min_blocks} blocks of "
+                    f"{self.iters})")
+        size = f"{self.iters} steps" if self.iters else f"{self.block_s:g}s"
+        return (f"blocks-v1(warmup {self.warmup_s:g}s, {size} blocks, {self.min_blocks} "
+                f"within {100 * self.target_spread:g}%, cap {self.max_s:g}s)")
 
     @classmethod
-    def fixed(cls, blocks: int, warmup_s: float = 0.1, block_s: float = 0.05) -> Protocol:
-        """Exactly ``blocks`` short blocks, whatever their spread (tests, quick looks)."""
-        return cls(warmup_s=warmup_s, block_s=block_s, min_blocks=blocks, max_blocks=blocks,
-                   target_spread=1e9, max_s=1e9)
+    def fixed(cls, blocks: int, iters: int = 1, warmup: int = 2) -> Protocol:
+        """Exactly ``warmup`` steps, then ``blocks`` blocks of ``iters`` steps, whatever their
+        spread: side-by-side benchmarks that alternate models, and quick looks."""
+        return cls(warmup_s=1e-9, min_blocks=blocks, max_blocks=blocks,
+                   target_spread=1e9, max_s=1e9, iters=iters, warmup_iters=warmup)
 
 
 @dataclass(frozen=True)
@@ -186,8 +197,8 @@ def measure_throughput(
     else:
         memory = ProcessPeakMemory()
     with memory or nullcontext():
-        step_s = _warm_up(step, dev, protocol.warmup_s)
-        iters = max(1, round(protocol.block_s / max(step_s, 1e-9)))
+        step_s = _warm_up(step, dev, protocol.warmup_s, protocol.warmup_iters)
+        iters = protocol.iters or max(1, round(protocol.block_s / max(step_s, 1e-9)))
         medians = _timed_blocks(step, dev, iters, protocol)
     if optimizer is not None:
         optimizer.zero_grad(set_to_none=True)
@@ -226,11 +237,11 @@ def measure_throughput(
     )
 
 
-def _warm_up(step: Callable[[], None], dev: torch.device, seconds: float) -> float:
-    """Run ``step`` for ``seconds`` (at least twice); returns the last step's time."""
+def _warm_up(step: Callable[[], None], dev: torch.device, seconds: float, least: int) -> float:
+    """Run ``step`` for ``seconds`` (at least ``least`` times); returns the last step's time."""
     start = time.perf_counter()
     count, last = 0, 0.0
-    while count < 2 or time.perf_counter() - start < seconds:
+    while count < least or time.perf_counter() - start < seconds:
         t0 = time.perf_counter()
         step()
         _sync(dev)

@@ -7,7 +7,7 @@ import torch
 
 from mvit_lab import build_model
 from mvit_lab.cli import main
-from mvit_lab.measure import measure_throughput
+from mvit_lab.measure import Protocol, measure_throughput
 from mvit_lab.measure._devices import ProcessPeakMemory, peak_tflops
 
 TINY = dict(input_size=(1, 32, 32), embed_dim=16, num_classes=5)
@@ -15,7 +15,8 @@ TINY = dict(input_size=(1, 32, 32), embed_dim=16, num_classes=5)
 
 def test_cpu_inference_report():
     model = build_model("hiera_t", **TINY)
-    r = measure_throughput(model, batch_size=2, iters=2, repeats=3, peak_tflops_override=1.0)
+    r = measure_throughput(model, batch_size=2, protocol=Protocol.fixed(3, iters=2),
+                           peak_tflops_override=1.0)
     assert r.device == "cpu" and r.mode == "infer" and r.dtype == "float32"
     assert r.items_per_s > 0 and r.latency_ms > 0 and r.spread >= 0
     assert r.items_per_s == pytest.approx(2 / (r.latency_ms / 1e3))
@@ -27,7 +28,7 @@ def test_cpu_inference_report():
 
 def test_cpu_training_step_clears_gradients_and_counts_backward():
     model = build_model("mvitv2_t", **TINY)
-    r = measure_throughput(model, batch_size=2, mode="train", iters=1, repeats=2,
+    r = measure_throughput(model, batch_size=2, mode="train", protocol=Protocol.fixed(2),
                            peak_tflops_override=1.0)
     assert r.mode == "train" and model.training
     assert all(p.grad is None for p in model.parameters())
@@ -36,7 +37,7 @@ def test_cpu_training_step_clears_gradients_and_counts_backward():
 
 def test_any_module_with_an_input_shape():
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
-    r = measure_throughput(model, (3, 2, 2), batch_size=4, iters=2, repeats=2)
+    r = measure_throughput(model, (3, 2, 2), batch_size=4, protocol=Protocol.fixed(2, iters=2))
     assert r.gflops_per_item is None and r.mfu is None and r.items_per_s > 0
     with pytest.raises(ValueError, match="^input_shape: required"):
         measure_throughput(model)
@@ -63,7 +64,7 @@ def test_cuda_without_a_gpu_is_a_clear_error():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_bf16_report():
     r = measure_throughput(build_model("hiera_t", **TINY), batch_size=4, device="cuda",
-                           dtype="bfloat16", iters=3, repeats=2)
+                           dtype="bfloat16", protocol=Protocol.fixed(2, iters=3))
     assert r.memory_kind == "cuda allocator peak" and r.peak_memory_mb > 0 and r.mfu > 0
 
 
@@ -89,7 +90,7 @@ def test_process_peak_memory_sees_an_allocation():
 
 def test_profile_cli_json(capsys):
     assert main(["profile", "hiera_t", "--set", "input_size=[1,32,32]", "--set", "embed_dim=16",
-                 "--iters", "1", "--repeats", "2", "--json", "--peak-tflops", "1"]) == 0
+                 "--max-seconds", "1", "--json", "--peak-tflops", "1"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["flops"]["skipped"] == {} and out["speed"]["mfu"] > 0
     assert "mae_encoder_flops" not in out
@@ -98,8 +99,8 @@ def test_profile_cli_json(capsys):
 
 
 def test_profile_cli_table(capsys):
-    assert main(["profile", "mvitv2_t", "--set", "input_size=[1,32,32]", "--iters", "1",
-                 "--repeats", "2", "--batch", "2"]) == 0
+    assert main(["profile", "mvitv2_t", "--set", "input_size=[1,32,32]", "--max-seconds", "1",
+                 "--batch", "2"]) == 0
     out = capsys.readouterr().out
     for text in ("params: ", "GFLOPs: ", "stage0", "qkv", "throughput: ", "latency: ",
                  "memory: ", "MFU: "):
@@ -107,8 +108,8 @@ def test_profile_cli_table(capsys):
 
 
 def test_profile_cli_counts_the_sparse_mae_encoder(capsys):
-    argv = ["profile", "hiera_t", "--set", "input_size=[1,64,64]", "--iters", "1",
-            "--repeats", "1", "--mask-ratio", "0.5"]
+    argv = ["profile", "hiera_t", "--set", "input_size=[1,64,64]", "--max-seconds", "1",
+            "--mask-ratio", "0.5"]
     assert main([*argv, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     sparse, dense = out["mae_encoder_flops"], out["flops"]
@@ -135,3 +136,58 @@ def test_profile_cli_errors_are_one_line(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("mvit-lab: error: ") and message in err and err.count("\n") == 1
+
+
+def test_protocol_stops_when_blocks_agree_and_reports_them():
+    model = build_model("hiera_t", **TINY)
+    protocol = Protocol(warmup_s=0.05, block_s=0.02, min_blocks=3, target_spread=0.5, max_s=5)
+    r = measure_throughput(model, batch_size=2, protocol=protocol)
+    assert r.converged and r.spread <= 0.5 and 3 <= r.blocks < protocol.max_blocks
+    assert r.protocol == protocol.name and "3 within 50%" in r.protocol
+    fixed = measure_throughput(model, batch_size=2, protocol=Protocol.fixed(4, iters=3))
+    assert (fixed.blocks, fixed.iters) == (4, 3)
+
+
+def test_protocol_gives_up_at_its_time_cap():
+    # a target no timing meets: the cap ends it, and the report says so
+    protocol = Protocol(warmup_s=0.01, block_s=0.01, min_blocks=2, target_spread=1e-12,
+                        max_s=0.3)
+    r = measure_throughput(build_model("hiera_t", **TINY), protocol=protocol)
+    assert not r.converged and r.blocks >= 2
+
+
+def test_best_window_ignores_a_disturbed_stretch():
+    from mvit_lab.measure.speed import _best_window
+
+    # a co-tenant disturbed blocks 2-4: the result comes from the quiet ones
+    window, spread = _best_window([1.0, 1.01, 3.0, 2.5, 2.9, 1.02, 0.99, 1.0], 3)
+    assert window == [1.02, 0.99, 1.0] and spread == pytest.approx(0.03)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    (dict(min_blocks=0), "^protocol.min_blocks: "),
+    (dict(min_blocks=5, max_blocks=4), "^protocol.max_blocks: must be an integer >= min"),
+    (dict(target_spread=0), "^protocol.target_spread: "),
+    (dict(block_s=-1), "^protocol.block_s: "),
+    (dict(iters=0), "^protocol.iters: "),
+])
+def test_bad_protocols(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Protocol(**kwargs)
+
+
+def test_sdpa_backend_is_read_from_the_kernels_that_ran():
+    r = measure_throughput(build_model("hiera_t", **TINY), protocol=Protocol.fixed(1),
+                           backend=True)
+    assert r.sdpa_backend not in (None, "none")  # CPU: flash (cpu) or math
+    mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    r = measure_throughput(mlp, (3, 2, 2), protocol=Protocol.fixed(1), backend=True)
+    assert r.sdpa_backend == "none"
+
+
+def test_training_step_updates_the_weights():
+    model = build_model("mvitv2_t", **TINY)
+    before = [p.detach().clone() for p in model.parameters()]
+    measure_throughput(model, batch_size=2, mode="train", protocol=Protocol.fixed(1))
+    # forward + backward + an AdamW step: the optimizer's update is part of the timed step
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
