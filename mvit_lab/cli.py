@@ -214,8 +214,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
           + f"; tracking {sweep.tracking_uri}", flush=True)
     result = run_sweep(exp, resume=args.resume or args.retry_failed, address=args.address,
                        retry_failed=args.retry_failed)
+    from mvit_lab.dashboards import log_sweep_report
+    from mvit_lab.search.records import cost_summary
+
+    log_sweep_report(result)
     counts = ", ".join(f"{v} {k}" for k, v in sorted(result["counts"].items()))
     print(f"trials: {counts}")
+    print(cost_summary(result["records"]))
     names = [o.name for o in sweep.objectives]
     extra = [k for k in ("gflops", "params", "throughput") if k not in names]
     print(f"Pareto front ({len(result['front'])} trials):")

@@ -367,11 +367,13 @@ class Tracker:
         return _get_run(self.client, run_id)
 
     # -- data --
-    def log_metrics(self, run_id: str, metrics: Mapping[str, Any], step: int) -> None:
-        """Log ``metrics`` at ``step``; None and NaN values are skipped (a failed eval, say)."""
+    def log_metrics(self, run_id: str, metrics: Mapping[str, Any], step: int,
+                    timestamp_ms: int | None = None) -> None:
+        """Log ``metrics`` at ``step``; None and NaN values are skipped (a failed eval, say).
+        ``timestamp_ms`` (default: now) keeps a replayed journal's original times."""
         if isinstance(step, bool) or not isinstance(step, numbers.Integral):
             raise ValueError(f"step: expected an int, got {step!r}")
-        timestamp = int(time.time() * 1000)
+        timestamp = int(time.time() * 1000) if timestamp_ms is None else int(timestamp_ms)
         entries = []
         for key, value in metrics.items():
             if value is None:

@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from mvit_lab.dashboards.data import DataError, StoreReader, Sweep, load_sweep, overview
-from mvit_lab.dashboards.export import build_report, export_report
+from mvit_lab.dashboards.export import build_report, export_report, log_sweep_report
 
 __all__ = ["DataError", "StoreReader", "Sweep", "build_report", "create_app", "export_report",
-           "load_sweep", "overview"]
+           "load_sweep", "log_sweep_report", "overview"]
 
 
 def create_app(*args: Any, **kwargs: Any) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,9 @@ from mvit_lab.dashboards.tables import (
 )
 from mvit_lab.dashboards.views import default_views, front_info, parallel_info
 
-__all__ = ["build_report", "export_report", "sweep_section"]
+__all__ = ["build_report", "export_report", "log_sweep_report", "sweep_section"]
+
+log = logging.getLogger(__name__)
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
@@ -163,3 +166,33 @@ def export_report(path: str | Path, tracking_uri: str, experiment: str | None = 
     out.write_text(text, encoding="utf-8")
     return dict(path=str(out), bytes=len(text.encode()), experiments=chosen,
                 sweeps=[s.parent_run_id for s in sweeps])
+
+
+def log_sweep_report(result: dict[str, Any]) -> None:
+    """Log a finished sweep's figures to its parent run: the first objective against each
+    other one (and GFLOPs), one small HTML file each (plotly.js from its CDN), and
+    ``report.html``, this module's self-contained export of the sweep, readable offline.
+
+    ``result`` is what :func:`mvit_lab.search.sweep.run_sweep` returned. The sweep itself
+    does not draw (search sits below the dashboards); its command calls this.
+    """
+    from mvit_lab.plots import plot_front
+    from mvit_lab.search.pareto import Objective
+    from mvit_lab.tracking import Tracker
+
+    tracker = Tracker(result["tracking_uri"], result["mlflow_experiment"])
+    parent, records, objectives = result["parent_run_id"], result["records"], \
+        result["objectives"]
+    y = objectives[0]
+    others = list(objectives[1:]) or [Objective("gflops", "min")]
+    for x in others:
+        color = next((o.name for o in objectives if o not in (x, y)), None)
+        fig = plot_front(records, objectives, x=x, y=y, color=color)
+        tracker.log_figure_html(parent, fig.to_html(include_plotlyjs="cdn", full_html=True),
+                                f"pareto_{y.name}_vs_{x.name}.html")
+    try:
+        sweep = load_sweep(tracker.tracking_uri, tracker.experiment_name, parent)
+        tracker.log_figure_html(parent, build_report([sweep], title=f"sweep {sweep.name}"),
+                                "report.html")
+    except Exception as err:  # the trials are logged; a report is not worth failing the sweep
+        log.warning("report.html not written to the parent run: %s", err)

@@ -15,7 +15,8 @@ from typing import Any
 
 from mvit_lab.search.pareto import Objective
 
-__all__ = ["COST_TAGS", "SPACE_ARTIFACT", "param_value", "sweep_records"]
+__all__ = ["COST_TAGS", "SPACE_ARTIFACT", "cost_labels", "cost_summary", "param_value",
+           "sweep_records"]
 
 SPACE_ARTIFACT = "search_space.json"  # the resolved search space, on the parent run
 
@@ -54,3 +55,28 @@ def sweep_records(runs: Any, objectives: tuple[Objective, ...]) -> list[dict[str
             rec[tag] = value if isinstance(value, str) else None
         out.append(rec)
     return out
+
+
+def cost_labels(records: list[dict[str, Any]]) -> list[str]:
+    """The distinct labels of the cost axes of ``records``: ``device, dtype, batch N,
+    protocol`` (more than one means the axes mix devices or protocols)."""
+    labels = []
+    for rec in records:
+        if rec.get("cost_device") is None:
+            continue
+        label = (f"{rec['cost_device']}, {rec.get('cost_dtype')}, batch {rec.get('cost_batch')}"
+                 f", {rec.get('cost_protocol')}")
+        if label not in labels:
+            labels.append(label)
+    return labels
+
+
+def cost_summary(records: list[dict[str, Any]]) -> str:
+    """One line saying where the throughput / memory axes come from."""
+    labels = cost_labels(records)
+    if not labels:
+        return "costs: none measured yet"
+    if len(labels) == 1:
+        return f"costs: measured in isolation on {labels[0]}"
+    return (f"costs: WARNING, {len(labels)} different measurement setups mixed on the cost axes "
+            f"(re-measure on one device with `mvit-lab measure`): " + "; ".join(labels))

@@ -9,6 +9,8 @@ The experiment file gains sweep sections, all checked before anything starts::
     resources: {cpus: 1, gpus: 0}
     scheduler: none           # none | asha (single objective only: see below)
     tracking: {uri: null, experiment: null}   # default: ./mlruns.db, the experiment's name
+    measure: {batch: 32, dtype: auto, modes: [infer, train], protocol: {target_spread: 0.03},
+              cache: null}        # costs: measured in isolation, cached (see measure.costs)
 
 Ray Tune traps handled here (Ray 2.60 / Optuna 5): ``TuneConfig(metric, mode)`` is never set,
 because it silently turns the search single-objective; ASHA early stopping is refused for
@@ -19,10 +21,12 @@ sweep's parent run are created on the driver before any trial starts.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +61,7 @@ class SweepConfig:
     scheduler: str
     tracking_uri: str
     mlflow_experiment: str
+    measure: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def _section(tree: dict[str, Any], name: str, known: set[str]) -> dict[str, Any]:
@@ -133,12 +138,72 @@ def parse_sweep(exp: Experiment) -> SweepConfig:
         raise ValueError("scheduler: asha stops trials early and Optuna would take their "
                          "truncated values as complete; use none for multi-objective fronts")
     tracking = _section(extra, "tracking", {"uri", "experiment"})
+    measure = parse_measure(extra.get("measure"), exp.path)
     return SweepConfig(
         space=space, space_tree=space_tree, objectives=objectives, algorithm=algorithm,
         samples=samples, seeds=seeds, concurrency=concurrency, time_s=time_s, cpus=cpus,
         gpus=gpus, scheduler=scheduler, tracking_uri=resolve_tracking_uri(tracking.get("uri")),
-        mlflow_experiment=tracking.get("experiment") or exp.name,
+        mlflow_experiment=tracking.get("experiment") or exp.name, measure=measure,
     )
+
+
+MEASURE_KEYS = {"batch", "dtype", "modes", "protocol", "cache", "lock_timeout"}
+
+
+def parse_measure(tree: Any, base: str | Path | None = None) -> dict[str, Any]:
+    """The ``measure`` section: how each trial's costs are measured, validated.
+
+    ``batch`` (32), ``dtype`` (``auto``: the training AMP dtype on CUDA, float32 on the CPU),
+    ``modes`` (``[infer, train]``), ``protocol`` (:class:`~mvit_lab.measure.speed.Protocol`
+    fields), ``cache`` (a folder; default the sweep's ``cost_cache/``, relative paths from the
+    experiment file) and ``lock_timeout`` (seconds a measurement waits for co-tenants' steps).
+    """
+    from mvit_lab.measure.speed import DTYPES, MODES, Protocol
+
+    tree = {} if tree is None else tree
+    if not isinstance(tree, dict):
+        raise ValueError(f"measure: must be a mapping, got {tree!r}")
+    unknown = sorted(set(tree) - MEASURE_KEYS)
+    if unknown:
+        raise ValueError(f"measure.{unknown[0]}: unknown key (known: "
+                         f"{', '.join(sorted(MEASURE_KEYS))})")
+    out: dict[str, Any] = dict(batch=_number("measure.batch", tree.get("batch", 32), 1,
+                                             integer=True))
+    dtype = tree.get("dtype", "auto")
+    if dtype not in ("auto", *DTYPES):
+        raise ValueError(f"measure.dtype: must be auto or one of {', '.join(DTYPES)}; got "
+                         f"{dtype!r}")
+    out["dtype"] = dtype
+    modes = tree.get("modes", list(MODES))
+    if not isinstance(modes, list) or not modes or not set(modes) <= set(MODES) or len(
+            set(modes)) != len(modes):
+        raise ValueError(f"measure.modes: a list of distinct modes from {', '.join(MODES)}; "
+                         f"got {modes!r}")
+    out["modes"] = modes
+    protocol = tree.get("protocol") or {}
+    if not isinstance(protocol, dict):
+        raise ValueError(f"measure.protocol: must be a mapping, got {protocol!r}")
+    try:
+        Protocol(**protocol)
+    except TypeError:
+        known = ", ".join(f.name for f in dataclasses.fields(Protocol))
+        bad = sorted(set(protocol) - {f.name for f in dataclasses.fields(Protocol)})
+        raise ValueError(f"measure.protocol.{bad[0] if bad else '?'}: unknown key (known: "
+                         f"{known})") from None
+    except ValueError as err:
+        raise ValueError(f"measure.{err}") from None
+    out["protocol"] = protocol
+    cache = tree.get("cache")
+    if cache is not None:
+        if not isinstance(cache, str) or not cache.strip():
+            raise ValueError(f"measure.cache: must be a folder path, got {cache!r}")
+        path = Path(cache).expanduser()
+        if not path.is_absolute() and base:
+            path = Path(base).parent / path
+        out["cache"] = str(path.resolve())
+    timeout = tree.get("lock_timeout", 600.0)
+    out["lock_timeout"] = _number("measure.lock_timeout", timeout, 0)
+    return out
 
 
 def _optuna_param_space(space: SearchSpace) -> dict[str, Any]:
@@ -243,7 +308,7 @@ def run_sweep(exp: Experiment, *, resume: bool = False, address: str | None = No
     import ray
     from ray import tune
 
-    from mvit_lab.tracking import Tracker, ensure_experiment, flatten_params, runs_dataframe
+    from mvit_lab.tracking import Tracker, ensure_experiment, flatten_params
 
     sweep = parse_sweep(exp)
     storage = Path(storage).resolve()
@@ -269,11 +334,18 @@ def run_sweep(exp: Experiment, *, resume: bool = False, address: str | None = No
         tracker.log_dict(parent, sweep.space_tree, SPACE_ARTIFACT)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         state_file.write_text(json.dumps(dict(parent_run_id=parent, name=exp.name), indent=2))
+    trials_dir = sweep_dir / "trials"
+    measure = dict(sweep.measure)
+    measure["cache"] = measure.get("cache") or str(sweep_dir / "cost_cache")
     spec = dict(experiment={k: v for k, v in exp.to_dict().items()
                             if k in ("name", "data", "model", "train", "pretrain")},
                 space=sweep.space_tree, point={}, seed=sweep.seeds[0],
                 tracking_uri=sweep.tracking_uri, mlflow_experiment=sweep.mlflow_experiment,
-                parent_run_id=parent, trials_dir=str(sweep_dir / "trials"))
+                parent_run_id=parent, trials_dir=str(trials_dir), measure=measure)
+    if resume:  # what trials recorded while the store refused writes goes in first
+        _replay(trials_dir, sweep, exp)
+    if retry_failed:  # a failed outcome is reused by later draws; a retry must run again
+        _forget_failures(trials_dir)
     ray.init(address=address, ignore_reinit_error=True, include_dashboard=False,
              logging_level=logging.WARNING, log_to_driver=False)
     try:
@@ -290,14 +362,25 @@ def run_sweep(exp: Experiment, *, resume: bool = False, address: str | None = No
                                    name="tune", storage_path=str(sweep_dir), verbose=0,
                                    failure_config=tune.FailureConfig(max_failures=0)))
         results = tuner.fit()
-        _record_errors(results, sweep, tracker, parent, exp.to_dict().get("pretrain"))
+        with _store_errors(exp, trials_dir, sweep):
+            _replay(trials_dir, sweep, exp)  # trials that lost the store during this run
+            _record_errors(results, sweep, tracker, parent, exp.to_dict().get("pretrain"))
     finally:
-        tracker.close_stale(parent)
+        try:
+            tracker.close_stale(parent)
+        except Exception as err:  # an unwritable store: the error above says what to do
+            log.warning("runs left RUNNING not closed: %s", err)
+    with _store_errors(exp, trials_dir, sweep):
+        return _finish_sweep(sweep, tracker, parent)
+
+
+def _finish_sweep(sweep: SweepConfig, tracker: Any, parent: str) -> dict[str, Any]:
+    from mvit_lab.tracking import runs_dataframe
+
     runs = runs_dataframe(sweep.tracking_uri, sweep.mlflow_experiment, parent_run_id=parent)
     records = sweep_records(runs, sweep.objectives)
     front = front_table(records, sweep.objectives)
     tracker.log_dict(parent, front, "pareto_front.json")
-    _log_front_figures(tracker, parent, records, sweep.objectives)
     ladder = None
     if sweep.space.mode == "ladder":
         from mvit_lab.search.tables import format_ladder, ladder_table
@@ -320,37 +403,61 @@ def run_sweep(exp: Experiment, *, resume: bool = False, address: str | None = No
     tracker.finish(parent, "FINISHED")
     return dict(parent_run_id=parent, counts=counts, front=front, records=records,
                 ladder=ladder, ablations=ablations, tracking_uri=sweep.tracking_uri,
-                mlflow_experiment=sweep.mlflow_experiment)
+                mlflow_experiment=sweep.mlflow_experiment, objectives=sweep.objectives)
 
 
-def _log_front_figures(tracker: Any, parent: str, records: list[dict[str, Any]],
-                       objectives: tuple[Objective, ...]) -> None:
-    """The first objective against each other one (and GFLOPs), one small HTML file each
-    (plotly.js from its CDN), and ``report.html``: the dashboard's static export of the sweep,
-    self-contained (plotly.js inlined once), readable offline."""
-    from mvit_lab.plots import plot_front
+def _replay(trials_dir: Path, sweep: SweepConfig, exp: Experiment) -> None:
+    from mvit_lab.search.journal import replay_journals
 
-    y = objectives[0]
-    others = list(objectives[1:]) or [Objective("gflops", "min")]
-    for x in others:
-        color = next((o.name for o in objectives if o not in (x, y)), None)
-        fig = plot_front(records, objectives, x=x, y=y, color=color)
-        tracker.log_figure_html(parent, fig.to_html(include_plotlyjs="cdn", full_html=True),
-                                f"pareto_{y.name}_vs_{x.name}.html")
+    with _store_errors(exp, trials_dir, sweep):
+        done = replay_journals(trials_dir, sweep.tracking_uri, sweep.mlflow_experiment)
+    if done:
+        log.warning("recorded %d trial(s) kept on disk while the store refused writes",
+                    len(done))
+
+
+def _forget_failures(trials_dir: Path) -> None:
+    from mvit_lab.search.trial import OUTCOME
+
+    for path in trials_dir.glob(f"*/{OUTCOME}"):
+        try:
+            if json.loads(path.read_text()).get("status") == "failed":
+                path.unlink()
+        except (OSError, ValueError):
+            continue
+
+
+def _is_store_error(err: BaseException) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    return isinstance(err, (MlflowException, OSError)) or type(err).__module__.startswith(
+        "sqlalchemy")
+
+
+@contextlib.contextmanager
+def _store_errors(exp: Experiment, trials_dir: Path, sweep: SweepConfig) -> Iterator[None]:
+    """A store that refuses writes becomes one line that says what is kept and what to do."""
     try:
-        from mvit_lab.dashboards import build_report, load_sweep
+        yield
+    except Exception as err:
+        if not _is_store_error(err):
+            raise
+        from mvit_lab.search.journal import JOURNAL, plain_text
 
-        sweep = load_sweep(tracker.tracking_uri, tracker.experiment_name, parent)
-        tracker.log_figure_html(parent, build_report([sweep], title=f"sweep {sweep.name}"),
-                                "report.html")
-    except Exception as err:  # the trials are logged; a report is not worth failing the sweep
-        log.warning("report.html not written to the parent run: %s", err)
+        pending = len(list(trials_dir.glob(f"*/{JOURNAL}")))
+        what = " ".join(plain_text(f"{type(err).__name__}: {err}", 200).split())
+        where = f"{exp.path}" if exp.path else "the experiment"
+        raise ValueError(f"tracking store {sweep.tracking_uri} refused a write ({what}); "
+                         f"{pending} trial record(s) are kept under {trials_dir}; once the "
+                         f"store is writable, run `mvit-lab sweep {where} --resume` to record "
+                         "them") from None
 
 
 def _record_errors(results: Any, sweep: SweepConfig, tracker: Any, parent: str,
                    pretrain: dict[str, Any] | None = None) -> None:
     """Trials whose process died (SIGKILL, out of memory) never reached their own failure
     handler: finish their MLflow runs as FAILED, with Ray's error as the reason."""
+    from mvit_lab.search.journal import plain_text
     from mvit_lab.tracking import runs_dataframe
 
     errored = [r for r in results if r.error is not None]
@@ -372,9 +479,9 @@ def _record_errors(results: Any, sweep: SweepConfig, tracker: Any, parent: str,
         else:
             point = _sampled_point(sweep.space, {k: config[k] for k in sweep.space.params})
             seed = sweep.seeds[0]
-        reasons[trial_id(point, seed, pretrain)] = f"{type(result.error).__name__}: " \
-                                                   f"{result.error}"
-    first = f"{type(errored[0].error).__name__}: {errored[0].error}"
+        reasons[trial_id(point, seed, pretrain)] = plain_text(
+            f"{type(result.error).__name__}: {result.error}")
+    first = plain_text(f"{type(errored[0].error).__name__}: {errored[0].error}", 500)
     for tid, run_id in running.items():
         reason = reasons.get(tid, f"the trial's process died before reporting ({first})")
         tracker.set_tags(run_id, dict(status="failed", reason=reason[:1000]))

@@ -1,30 +1,42 @@
 """One trial: a config in, metrics out. Ray Tune and MLflow stay at the edges.
 
 A trial builds its architecture, counts FLOPs and parameters, rejects a constraint violator
-before any training (status ``pruned``), measures throughput on its device, trains with
-per-epoch reports, and returns its final metrics. Every step lands in the trial's MLflow child
-run (created idempotently from a stable trial id, so a resumed sweep never duplicates it). A
-trial that raises (an error, out of memory, a NaN loss) is finished as FAILED with its reason
+before any training (status ``pruned``), gets its cost on its device (throughput, latency and
+peak memory, for inference and a training step: measured in isolation under the node's device
+lock and cached, see :mod:`mvit_lab.measure.costs`), trains with per-epoch reports, and returns
+its final metrics. Every step lands in the trial's MLflow child run (created idempotently from
+a stable trial id, so a resumed sweep never duplicates it).
+
+Exactly one run per point: the trial's folder ``trials/<id>/`` holds a claim lock and, once it
+ends, ``outcome.json``. A second draw of the same (point, seed) (Optuna repeats, or a twin
+started while the first still trains) waits for the claim and reuses the outcome: it never
+trains or logs again. A point that fails validation still gets its child run, FAILED with the
+field and the reason. When the tracking store refuses writes mid-trial, training goes on and
+the writes go to a journal (:mod:`mvit_lab.search.journal`) that a resumed sweep replays.
+
+A trial that raises (an error, out of memory, a NaN loss) is finished as FAILED with its reason
 and the exception propagates, so Ray records the trial as errored and the sweep goes on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from mvit_lab.experiment import Experiment, experiment_from_dict
 from mvit_lab.search.space import Point, SearchSpace, parse_space, resolve_point
 
-__all__ = ["TrialSpec", "run_trial", "trial_id"]
+__all__ = ["OUTCOME", "TrialSpec", "TwinFailedError", "run_trial", "trial_id"]
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +55,13 @@ class TrialSpec:
     mlflow_experiment: str
     parent_run_id: str
     trials_dir: str  # where each trial keeps its checkpoint folder
-    throughput_batch: int = 8
+    # how costs are measured: batch, dtype, modes, protocol, cache folder, lock timeout
+    # (see mvit_lab.search.sweep.parse_measure)
+    measure: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+OUTCOME = "outcome.json"  # a trial's final result, written before its run is finished
+CLAIM = "claim.lock"
 
 
 def trial_id(point: Point, seed: int, pretrain: dict[str, Any] | None = None) -> str:
@@ -81,17 +99,97 @@ def _build(spec: TrialSpec) -> tuple[Experiment, Point, SearchSpace]:
     return dataclasses.replace(exp, model=model, train=train), point, space
 
 
+def _point_and_id(spec: TrialSpec) -> tuple[Point, str]:
+    point = Point(**spec.point)
+    return point, trial_id(point, spec.seed, spec.experiment.get("pretrain"))
+
+
+def _record_unbuildable(spec: TrialSpec, err: ValueError) -> None:
+    """A sampled point that fails validation still gets its child run: FAILED, with the
+    field and the reason, so trial counts agree everywhere."""
+    from mvit_lab.search.journal import Recorder
+    from mvit_lab.tracking import flatten_params
+
+    point, tid = _point_and_id(spec)
+    recorder = Recorder(spec.tracking_uri, spec.mlflow_experiment,
+                        Path(spec.trials_dir) / tid / "journal.jsonl")
+    reason = f"invalid architecture: {err}"
+    params = flatten_params(dict(model=point.model, train=point.train, seed=spec.seed))
+    run_id = recorder.start_child(spec.parent_run_id, f"{point.name} seed={spec.seed}", params,
+                                  dict(trial_id=tid, point=point.name, seed=str(spec.seed),
+                                       status="failed", reason=reason[:1000]))
+    _write_outcome(Path(spec.trials_dir) / tid, dict(status="failed", reason=reason))
+    recorder.finish(run_id, "FAILED")
+
+
+@contextlib.contextmanager
+def _claim(out_dir: Path) -> Iterator[dict[str, Any] | None]:
+    """Own the trial folder for the block: yields None to run the trial, or the outcome of
+    the twin that ran it (waiting for that twin first if it is still running)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out_dir / CLAIM, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("trial %s is running in another process: waiting for its outcome",
+                     out_dir.name)
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released when the twin ends (or dies)
+        yield _read_outcome(out_dir)
+    finally:
+        os.close(fd)
+
+
+def _read_outcome(out_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((out_dir / OUTCOME).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _write_outcome(out_dir: Path, outcome: dict[str, Any]) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / f".{OUTCOME}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(outcome, indent=1, default=str) + "\n")
+    os.replace(tmp, out_dir / OUTCOME)
+
+
+class TwinFailedError(RuntimeError):
+    """The twin that ran this (point, seed) failed; this draw reports the same failure."""
+
+
 def run_trial(spec: TrialSpec, report: Report | None = None) -> dict[str, Any]:
     """Run one trial; ``report`` receives each epoch's metrics (and the final ones)."""
-    from mvit_lab.measure import count_flops, measure_throughput
-    from mvit_lab.tracking import Tracker, flatten_params
+    emit = report or (lambda metrics: None)
+    point, tid = _point_and_id(spec)
+    out_dir = Path(spec.trials_dir) / tid
+    with _claim(out_dir) as outcome:
+        if outcome is not None:  # a twin ran it: reuse, never train or log twice
+            if outcome.get("status") == "failed":
+                raise TwinFailedError(f"trial {tid} ({point.name}) failed in an earlier draw: "
+                                      f"{outcome.get('reason')}")
+            result = dict(outcome.get("result") or {}, twin_of=tid)
+            emit(result)
+            return result
+        try:
+            built = _build(spec)
+        except ValueError as err:
+            _record_unbuildable(spec, err)
+            raise
+        return _run(spec, built, tid, out_dir, emit)
+
+
+def _run(spec: TrialSpec, built: tuple[Experiment, Point, SearchSpace], tid: str,
+         out_dir: Path, emit: Report) -> dict[str, Any]:
+    from mvit_lab.measure import count_flops
+    from mvit_lab.search.journal import Recorder, plain_text
+    from mvit_lab.tracking import flatten_params
     from mvit_lab.train import train
 
     started = time.perf_counter()
-    exp, point, space = _build(spec)
+    exp, point, space = built
     pretrain = exp.to_dict().get("pretrain")
-    tid = trial_id(point, spec.seed, pretrain)
-    tracker = Tracker(spec.tracking_uri, spec.mlflow_experiment)
+    tracker = Recorder(spec.tracking_uri, spec.mlflow_experiment, out_dir / "journal.jsonl")
     tags = dict(trial_id=tid, point=point.name, seed=str(spec.seed), status="running",
                 search_mode=space.mode, pid=str(os.getpid()), node=_node_id(),
                 recipe="mae" if pretrain else "scratch")
@@ -104,10 +202,15 @@ def run_trial(spec: TrialSpec, report: Report | None = None) -> dict[str, Any]:
                                  tags)
     tracker.log_dict(run_id, exp.to_dict(), "experiment.json")
     tracker.log_dict(run_id, exp.model.to_dict(), "arch_config.json")
-    emit = report or (lambda metrics: None)
+
+    def finish(status: str, result: dict[str, Any], run_status: str, **extra: str) -> None:
+        # the outcome first: whatever happens to the store, the result is on disk
+        _write_outcome(out_dir, dict(status=status, result=result, **extra))
+        tracker.set_tags(run_id, dict(status=status, **extra))
+        tracker.finish(run_id, run_status)
+
     try:
         from mvit_lab import __version__
-        from mvit_lab.measure._devices import device_name
 
         cost = count_flops(exp.model)
         base = dict(gflops=cost.gflops, params=cost.params, trial_id=tid)
@@ -119,49 +222,45 @@ def run_trial(spec: TrialSpec, report: Report | None = None) -> dict[str, Any]:
         broken = space.check_constraints(dict(gflops=cost.gflops, params=cost.params))
         if broken:
             reason = "; ".join(broken)
-            tracker.set_tags(run_id, dict(status="pruned", reason=reason))
-            tracker.finish(run_id, "FINISHED")
             result = dict(base, status="pruned", reason=reason,
                           overhead_seconds=time.perf_counter() - started)
+            finish("pruned", result, "FINISHED", reason=reason)
             emit(result)
             return result
         import torch
 
         device = "cuda" if exp.train.device in ("auto", "cuda") and torch.cuda.is_available() \
             else "cpu"
-        dtype = "bfloat16" if device == "cuda" and exp.train.amp == "bfloat16" else "float32"
-        from mvit_lab.build import build_model
-
+        if exp.train.threads and device == "cpu":  # the threads it trains with, measured
+            torch.set_num_threads(exp.train.threads)
         setup = time.perf_counter() - started
         measure_start = time.perf_counter()
-        speed = measure_throughput(build_model(exp.model), batch_size=spec.throughput_batch,
-                                   device=device, dtype=dtype, warmup=1, iters=2, repeats=2)
+        costs, cost_tags = _measure(spec, exp, device)
         measure = time.perf_counter() - measure_start
-        base.update(throughput=speed.items_per_s, latency_ms=speed.latency_ms)
-        tracker.set_tags(run_id, dict(device=speed.device_name, mvit_lab_version=__version__,
-                                      host_device=device_name(torch.device(device))))
-        tracker.log_metrics(run_id, dict(throughput=speed.items_per_s,
-                                         latency_ms=speed.latency_ms), step=0)
+        base.update(costs)
+        tracker.set_tags(run_id, dict(cost_tags, device=cost_tags["cost_device"],
+                                      mvit_lab_version=__version__))
+        tracker.log_metrics(run_id, costs, step=0)
         tracking_start = time.perf_counter()
 
         def on_epoch(metrics: dict[str, Any]) -> None:
-            tracker.log_metrics(run_id, {k: v for k, v in metrics.items()
-                                         if isinstance(v, (int, float))},
-                                step=int(metrics["epoch"]))
+            tracker.log_metrics(run_id, metrics, step=int(metrics["epoch"]))
             emit(dict(base, **metrics, status="running"))
 
         setup += time.perf_counter() - tracking_start
-        out_dir = Path(spec.trials_dir) / tid
         resume = (out_dir / "checkpoint.pt").is_file()
         train_start = time.perf_counter()
+
         def on_pretrain_epoch(metrics: dict[str, Any]) -> None:  # MLflow only: Tune's
             # schedulers compare the objective metrics, which pretraining does not have
-            tracker.log_metrics(run_id, {k: v for k, v in metrics.items()
-                                         if k != "epoch" and isinstance(v, (int, float))},
+            tracker.log_metrics(run_id, {k: v for k, v in metrics.items() if k != "epoch"},
                                 step=int(metrics["epoch"]))
 
-        result = train(exp, out_dir, resume=resume, callback=on_epoch,
-                       pretrain_callback=on_pretrain_epoch)
+        from mvit_lab.measure.isolation import device_lock, training
+
+        with training(device_lock(device)):  # each step yields to a co-tenant's measurement
+            result = train(exp, out_dir, resume=resume, callback=on_epoch,
+                           pretrain_callback=on_pretrain_epoch)
         train_seconds = time.perf_counter() - train_start
         # everything but training and measuring: building, counting, tracking, data loading
         overhead = setup + (train_seconds - result.final.get("train_seconds", train_seconds))
@@ -173,17 +272,36 @@ def run_trial(spec: TrialSpec, report: Report | None = None) -> dict[str, Any]:
                                      and isinstance(v, (int, float)) and math.isfinite(v)},
                             step=int(final.get("epochs", 0)))
         tracker.log_dict(run_id, result.data_reports, "data_report.json")
-        tracker.set_tags(run_id, dict(status="finished", truncated="false"))
-        tracker.finish(run_id, "FINISHED")
+        if tracker.offline:
+            final["tracking"] = "journal"
+        finish("finished", final, "FINISHED", truncated="false")
         emit(final)
         return final
     except BaseException as err:  # recorded, then re-raised for Ray
-        reason = f"{type(err).__name__}: {err}"[:1000]
+        reason = plain_text(f"{type(err).__name__}: {err}")
         if isinstance(err, KeyboardInterrupt):  # the sweep stops: resumable, not failed
             tracker.set_tags(run_id, dict(status="interrupted"))
             tracker.finish(run_id, "KILLED")
             raise
         log.warning("trial %s (%s) failed: %s", tid, point.name, reason)
-        tracker.set_tags(run_id, dict(status="failed", reason=reason))
-        tracker.finish(run_id, "FAILED")
+        finish("failed", {}, "FAILED", reason=reason)
         raise
+
+
+def _measure(spec: TrialSpec, exp: Experiment, device: str) -> tuple[dict[str, float],
+                                                                     dict[str, str]]:
+    """The architecture's costs on this trial's device (cached; see measure.costs)."""
+    from mvit_lab.measure.costs import CostCache, cost_metrics, cost_tags, measure_costs
+    from mvit_lab.measure.speed import Protocol
+
+    m = spec.measure
+    dtype = m.get("dtype") or "auto"
+    if dtype == "auto":
+        dtype = exp.train.amp if device == "cuda" and exp.train.amp != "none" else "float32"
+    records, cached = measure_costs(
+        exp.model, device=device, dtype=dtype, batch_size=int(m.get("batch", 32)),
+        modes=tuple(m.get("modes", ("infer", "train"))),
+        protocol=Protocol(**m.get("protocol", {})),
+        cache=CostCache(m.get("cache")), lock_timeout=m.get("lock_timeout", 600.0),
+        backend=device == "cuda")
+    return cost_metrics(records), cost_tags(records, cached)

@@ -30,6 +30,7 @@ from mvit_lab.build import build_model, count_params
 from mvit_lab.data import Datasets, build_datasets
 from mvit_lab.data.datasets import time_permutation
 from mvit_lab.experiment import Experiment
+from mvit_lab.measure.isolation import guard
 
 __all__ = ["TrainResult", "evaluate", "train"]
 
@@ -127,7 +128,7 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device,
     """
     model.eval()
     total, loss_sum, top1, top5, top1_shuffled = 0, 0.0, 0, 0, 0
-    for x, y in loader:
+    for x, y in guard(loader):  # each batch a step under the device lock (sweeps)
         x, y = x.to(device), y.to(device)
         with autocast or nullcontext():
             logits = _logits(model, x)
@@ -148,6 +149,9 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device,
 
 
 def _progress(iterable: Any, desc: str, total: int) -> Any:
+    """The batches of an epoch, each one a step under the device lock (in sweeps: a cost
+    measurement waits for the step, and the next step waits for the measurement)."""
+    iterable = guard(iterable)
     if not sys.stderr.isatty():
         return iterable
     from tqdm import tqdm

@@ -21,6 +21,7 @@ from torch import nn
 from mvit_lab.data import Datasets
 from mvit_lab.experiment import Experiment
 from mvit_lab.masking import random_keep
+from mvit_lab.measure.isolation import guard
 from mvit_lab.models.mae import DecoderConfig, MaskedAutoencoder
 from mvit_lab.train.loop import (
     EpochCallback,
@@ -62,7 +63,7 @@ def _val_loss(mae: MaskedAutoencoder, loader: Any, device: torch.device, ratio: 
     mae.eval()
     gen = torch.Generator().manual_seed(seed)  # the same masks every epoch
     total, n = 0.0, 0
-    for x, _ in loader:
+    for x, _ in guard(loader):  # each batch a step under the device lock (sweeps)
         x = _inputs(x).to(device)
         keep = random_keep(x.shape[0], mae.num_units, ratio, gen).to(device)
         with autocast():

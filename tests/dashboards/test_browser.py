@@ -28,6 +28,8 @@ from mvit_lab.dashboards.export import export_report
 from mvit_lab.dashboards.views import front_info
 from mvit_lab.tracking import Tracker
 
+# cost measurements kept short: these tests check sweeps, not timings
+QUICK_MEASURE = dict(batch=8, protocol=dict(warmup_s=0.05, block_s=0.02, min_blocks=3, max_s=1))
 TINY = dict(preset="hiera_t", input_size=[1, 16, 16], patch_kernel=[1, 2, 2],
             patch_stride=[1, 2, 2], patch_padding=[0, 0, 0], depths=[1, 1], embed_dim=8,
             mask_unit_size=[1, 4, 4], mask_unit_attn=[True, False], num_classes=10)
@@ -63,7 +65,8 @@ def small_sweep(tmp_path_factory, worker_id):
                 train=dict(epochs=2, batch_size=128, lr=0.003, threads=1),
                 search=dict(grid=dict(embed_dim=[8, 16], pool_mode=["max", "avg"])),
                 objectives=dict(val_top1="max", gflops="min", throughput="max"),
-                budget=dict(concurrency=2), tracking=dict(uri="mlruns.db")), sort_keys=False))
+                budget=dict(concurrency=2), tracking=dict(uri="mlruns.db"),
+                measure=QUICK_MEASURE), sort_keys=False))
             env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
             done = subprocess.run([sys.executable, "-m", "mvit_lab.cli", "sweep", "exp.yaml"],
                                   cwd=root, env=env, capture_output=True, text=True,

@@ -8,6 +8,8 @@ from mvit_lab.experiment import experiment_from_dict
 from mvit_lab.search.sweep import run_sweep
 from mvit_lab.tracking import runs_dataframe
 
+# cost measurements kept short: these tests check sweeps, not timings
+QUICK_MEASURE = dict(batch=8, protocol=dict(warmup_s=0.05, block_s=0.02, min_blocks=3, max_s=1))
 TINY = dict(preset="hiera_t", input_size=[1, 16, 16], patch_kernel=[1, 2, 2],
             patch_stride=[1, 2, 2], patch_padding=[0, 0, 0], depths=[1, 1], embed_dim=8,
             mask_unit_size=[1, 4, 4], mask_unit_attn=[True, False], num_classes=10)
@@ -33,7 +35,8 @@ def test_sweep_on_a_two_node_cluster(tmp_path, monkeypatch):
             train=dict(epochs=2, batch_size=128, threads=1),
             tracking=dict(uri=str(tmp_path / "mlruns.db")),
             search=dict(grid={"embed_dim": [8, 12, 16, 20]}),
-            budget=dict(concurrency=2), resources=dict(cpus=1)), str(tmp_path / "e.yaml"))
+            budget=dict(concurrency=2), resources=dict(cpus=1), measure=QUICK_MEASURE),
+            str(tmp_path / "e.yaml"))
         result = run_sweep(exp, address=cluster.address)
     finally:
         ray.shutdown()

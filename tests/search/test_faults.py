@@ -16,6 +16,8 @@ from mvit_lab.experiment import experiment_from_dict
 from mvit_lab.search.sweep import run_sweep
 from mvit_lab.tracking import runs_dataframe
 
+# cost measurements kept short: these tests check sweeps, not timings
+QUICK_MEASURE = dict(batch=8, protocol=dict(warmup_s=0.05, block_s=0.02, min_blocks=3, max_s=1))
 TINY = dict(preset="hiera_t", input_size=[1, 16, 16], patch_kernel=[1, 2, 2],
             patch_stride=[1, 2, 2], patch_padding=[0, 0, 0], depths=[1, 1], embed_dim=8,
             mask_unit_size=[1, 4, 4], mask_unit_attn=[True, False], num_classes=10)
@@ -25,7 +27,8 @@ def _tree(tmp_path, name, epochs, widths):
     return dict(name=name, data=dict(dataset="digits"), model=dict(TINY),
                 train=dict(epochs=epochs, batch_size=64, threads=1),
                 tracking=dict(uri=str(tmp_path / "mlruns.db")),
-                search=dict(grid={"embed_dim": widths}), budget=dict(concurrency=1))
+                search=dict(grid={"embed_dim": widths}), budget=dict(concurrency=1),
+                measure=QUICK_MEASURE)
 
 
 def _children(tmp_path, name):

@@ -10,6 +10,8 @@ from mvit_lab.experiment import experiment_from_dict
 from mvit_lab.search.sweep import parse_sweep, run_sweep
 from mvit_lab.tracking import runs_dataframe
 
+# cost measurements kept short: these tests check sweeps, not timings
+QUICK_MEASURE = dict(batch=8, protocol=dict(warmup_s=0.05, block_s=0.02, min_blocks=3, max_s=1))
 TINY = dict(preset="hiera_t", input_size=[1, 16, 16], patch_kernel=[1, 2, 2],
             patch_stride=[1, 2, 2], patch_padding=[0, 0, 0], depths=[1, 1], embed_dim=8,
             mask_unit_size=[1, 4, 4], mask_unit_attn=[True, False], num_classes=10)
@@ -18,7 +20,8 @@ TINY = dict(preset="hiera_t", input_size=[1, 16, 16], patch_kernel=[1, 2, 2],
 def _exp(tmp_path, **sections):
     tree = dict(name="faults", data=dict(dataset="digits"), model=dict(TINY),
                 train=dict(epochs=1, batch_size=256, threads=1),
-                tracking=dict(uri=str(tmp_path / "mlruns.db")), **sections)
+                tracking=dict(uri=str(tmp_path / "mlruns.db")),
+                **{"measure": QUICK_MEASURE, **sections})
     return experiment_from_dict(tree, str(tmp_path / "exp.yaml"))
 
 
@@ -54,6 +57,9 @@ def test_faults_are_recorded_once_and_resume_runs_nothing_again(tmp_path, ray_lo
     assert [r["status"] for r in result["front"]] == ["finished"]
     from mlflow import MlflowClient
 
+    from mvit_lab.dashboards import log_sweep_report
+
+    log_sweep_report(result)  # what `mvit-lab sweep` does after the sweep
     artifacts = {a.path for a in MlflowClient(result["tracking_uri"]).list_artifacts(
         result["parent_run_id"])}
     assert {"pareto_front.json", "pareto_val_top1_vs_gflops.html", "ablation.md"} <= artifacts
