@@ -279,6 +279,49 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_measure(args: argparse.Namespace) -> int:
+    from mvit_lab.experiment import load_experiment
+    from mvit_lab.measure.speed import DTYPES, Protocol
+    from mvit_lab.search.remeasure import remeasure
+    from mvit_lab.search.sweep import parse_sweep
+
+    exp = load_experiment(args.experiment, args.set)
+    sweep = parse_sweep(exp)
+    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    dtype = args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")
+    if dtype not in DTYPES:
+        raise ValueError(f"--dtype: must be one of {', '.join(DTYPES)}; got {dtype!r}")
+    if args.batch is not None and args.batch < 1:
+        raise ValueError(f"--batch: must be >= 1, got {args.batch}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads: must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    protocol = Protocol(**{**sweep.measure.get("protocol", {}),
+                           **({"max_s": args.max_seconds} if args.max_seconds else {})})
+    runs = _sweep_runs(args.experiment, sweep)
+    if "parent_run_id" in runs:
+        runs = runs[runs["parent_run_id"].notna()]
+    cache = sweep.measure.get("cache") or f"runs/sweeps/{exp.name}/cost_cache"
+    unit = "images" if exp.model.is_image else "clips"
+
+    def show(i: int, n: int, row: dict) -> None:
+        speeds = ", ".join(f"{k} {row[k]:.4g}" for k in ("throughput", "train_throughput")
+                           if k in row)
+        took = "cached" if row["cached"] else f"{row['seconds']:.1f} s"
+        print(f"[{i}/{n}] {row['point']}: {speeds} {unit}/s ({row['trials']} trial(s), "
+              f"{took})", flush=True)
+
+    rows = remeasure(runs, sweep.tracking_uri, sweep.mlflow_experiment, device=args.device,
+                     dtype=dtype, batch_size=args.batch or sweep.measure.get("batch", 32),
+                     modes=modes, protocol=protocol, cache_dir=cache, refresh=args.refresh,
+                     progress=show)
+    print(f"measured {len(rows)} architectures on {rows[0]['device']} ({dtype}, "
+          f"{rows[0]['protocol']}); figures written to {sum(r['trials'] for r in rows)} trial "
+          f"runs of MLflow experiment {sweep.mlflow_experiment!r}")
+    return 0
+
+
 def _sweep_runs(path: str, sweep: Any) -> Any:
     """The MLflow runs of ``sweep``; a sweep that never ran is a one-line error."""
     from mlflow import MlflowClient
@@ -401,6 +444,23 @@ def _parser() -> argparse.ArgumentParser:
                    help="resume, and run the failed trials again from their last checkpoint")
     p.add_argument("--address", help="an existing Ray cluster (ray://host:10001 or host:6379)")
     p.set_defaults(func=cmd_sweep)
+    p = sub.add_parser("measure", help="re-measure a sweep's architectures one at a time on "
+                       "one device and write the costs back to its trials")
+    p.add_argument("experiment", help="the sweep's experiment YAML file")
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: cpu)")
+    p.add_argument("--dtype", default=None,
+                   help="float32 (CPU default), bfloat16 (CUDA default) or float16")
+    p.add_argument("--batch", type=int, default=None,
+                   help="batch size (default: the sweep's measure.batch, else 32)")
+    p.add_argument("--modes", default="infer,train",
+                   help="infer, train or both, comma-separated (default: infer,train)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    p.add_argument("--max-seconds", type=float, default=None, metavar="S",
+                   help="cap each timing at S seconds (default: the sweep's protocol)")
+    p.add_argument("--refresh", action="store_true",
+                   help="measure again even what the cost cache has")
+    p.set_defaults(func=cmd_measure)
     p = sub.add_parser("ladders", help="print ladder sweeps side by side (e.g. scratch vs MAE)")
     p.add_argument("experiments", nargs="+", help="ladder sweeps' experiment YAML files; the "
                    "differences are from the first")

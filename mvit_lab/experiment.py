@@ -221,6 +221,7 @@ def _plain(d: dict[str, Any]) -> dict[str, Any]:
 SECTIONS = {"data": DataConfig, "train": TrainConfig}
 # sections the sweep layer owns and validates (mvit_lab.search.sweep); kept verbatim here
 EXTRA_SECTIONS = {"search", "objectives", "algorithm", "budget", "resources", "scheduler",
+                  "measure",
                   "tracking"}
 
 

@@ -24,7 +24,7 @@ SPACE_ARTIFACT = "search_space.json"  # the resolved search space, on the parent
 METRICS = ("gflops", "params", "throughput", "train_throughput", "latency_ms",
            "peak_memory_mb", "train_peak_memory_mb", "val_top1", "val_top5")
 # where each cost figure came from: device, dtype, batch and timing protocol
-COST_TAGS = ("cost_device", "cost_dtype", "cost_batch", "cost_protocol", "cost_source_run")
+COST_TAGS = ("cost_device", "cost_dtype", "cost_batch", "cost_protocol", "cost_by")
 
 
 def param_value(text: str) -> Any:

@@ -239,7 +239,7 @@ def _run(spec: TrialSpec, built: tuple[Experiment, Point, SearchSpace], tid: str
         measure = time.perf_counter() - measure_start
         base.update(costs)
         tracker.set_tags(run_id, dict(cost_tags, device=cost_tags["cost_device"],
-                                      mvit_lab_version=__version__))
+                                      cost_by="trial", mvit_lab_version=__version__))
         tracker.log_metrics(run_id, costs, step=0)
         tracking_start = time.perf_counter()
 
@@ -267,7 +267,9 @@ def _run(spec: TrialSpec, built: tuple[Experiment, Point, SearchSpace], tid: str
         final = dict(base, **{k: v for k, v in result.final.items()
                               if isinstance(v, (int, float, str))},
                      status="finished", overhead_seconds=overhead, measure_seconds=measure)
-        per_epoch = {"pretrain_loss", "pretrain_val_loss"}  # logged per pretraining epoch
+        # logged per epoch already: once in the history is enough
+        per_epoch = {"pretrain_loss", "pretrain_val_loss", "epoch",
+                     *(result.history[-1] if result.history else {})}
         tracker.log_metrics(run_id, {k: v for k, v in final.items() if k not in per_epoch
                                      and isinstance(v, (int, float)) and math.isfinite(v)},
                             step=int(final.get("epochs", 0)))
