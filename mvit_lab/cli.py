@@ -252,7 +252,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_pareto(args: argparse.Namespace) -> int:
     from mvit_lab.experiment import load_experiment
     from mvit_lab.search.pareto import front_table, parse_objectives
-    from mvit_lab.search.records import sweep_records
+    from mvit_lab.search.records import cost_summary, sweep_records
     from mvit_lab.search.sweep import parse_sweep
 
     exp = load_experiment(args.experiment, args.set)
@@ -274,6 +274,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     extra = [k for k in ("gflops", "params", "throughput") if k not in names]
     print(f"{len(front)} of {len(records)} trials on the front of "
           + ", ".join(f"{o.name} {o.sense}" for o in objectives))
+    print(cost_summary([r for r in records if r["status"] == "finished"]))
     print(_table(_front_rows(front, list(objectives)), ["rank", "point", "seed", *names,
                                                          *extra]))
     return 0

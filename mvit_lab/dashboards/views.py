@@ -12,10 +12,14 @@ from typing import Any
 from mvit_lab.dashboards.data import DataError, Sweep
 from mvit_lab.plots.parallel import _get_parallel_info
 from mvit_lab.plots.pareto import _get_front_info
+from mvit_lab.search.records import cost_labels
 
 __all__ = ["check_finished", "default_views", "front_info", "parallel_info"]
 
 View = tuple[str, str, "str | None"]  # x, y, colour
+# measured on a device (labelled with it), unlike GFLOPs and params
+COST_METRICS = {"throughput", "train_throughput", "latency_ms", "train_latency_ms",
+                "peak_memory_mb", "train_peak_memory_mb"}
 
 
 def default_views(sweep: Sweep, count: int = 2) -> list[View]:
@@ -66,6 +70,10 @@ def front_info(sweep: Sweep, x: str, y: str, color: str | None = None) -> dict[s
                            sweep.objective(y), color)
     info["base_source"] = sweep.base_source
     info["base_known"] = sweep.base is not None
+    info["cost_labels"] = cost_labels(finished) if {x, y, color} & COST_METRICS else []
+    if info["cost_labels"]:  # which device and protocol the cost axis comes from
+        mixed = "MIXED: " if len(info["cost_labels"]) > 1 else ""
+        info["title"] += f"<br><sup>costs: {mixed}{' | '.join(info['cost_labels'])}</sup>"
     return info
 
 

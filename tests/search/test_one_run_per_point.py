@@ -151,3 +151,39 @@ def test_a_store_that_refuses_writes_mid_sweep_loses_nothing(tmp_path):
     for run_id in children["run_id"]:  # every epoch exactly once
         assert [s for s, _ in metric_history(uri, run_id, "val_top1")] == [1, 2, 3]
     assert not list(trials.glob("*/journal.jsonl"))
+
+
+@pytest.mark.slow
+def test_optuna_drawing_one_point_three_times_trains_it_once(tmp_path, monkeypatch):
+    import ray
+
+    from mvit_lab.experiment import experiment_from_dict
+    from mvit_lab.search.sweep import run_sweep
+
+    monkeypatch.chdir(tmp_path)
+    ray.shutdown()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        exp = experiment_from_dict(dict(
+            name="repeats", data=dict(dataset="digits"), model=dict(TINY),
+            train=dict(epochs=2, batch_size=256, threads=1),
+            search=dict(base={}, params={"embed_dim": {"choice": [8]}}),  # one point only
+            algorithm="random", budget=dict(samples=3, concurrency=2),
+            tracking=dict(uri=str(tmp_path / "mlruns.db")), measure=QUICK_MEASURE),
+            str(tmp_path / "exp.yaml"))
+        result = run_sweep(exp)
+    finally:
+        ray.shutdown()
+    runs = runs_dataframe(result["tracking_uri"], "repeats",
+                          parent_run_id=result["parent_run_id"])
+    assert len(runs) == 1 and result["counts"] == {"finished": 1}
+    steps = [s for s, _ in metric_history(result["tracking_uri"], runs["run_id"][0],
+                                          "val_top1")]
+    assert steps == [1, 2]  # trained once: one history
+    # all three of Ray's trials got the result (Optuna is told three complete trials)
+    reported = [json.loads(line) for path in (tmp_path / "runs" / "sweeps" / "repeats" /
+                                             "tune").glob("*/result.json")
+                for line in path.read_text().splitlines() if line.strip()]
+    finals = [r for r in reported if r.get("status") == "finished"]
+    assert len(finals) == 3 and len({r["val_top1"] for r in finals}) == 1
+    assert sum("twin_of" in r for r in finals) == 2
