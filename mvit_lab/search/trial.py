@@ -235,12 +235,13 @@ def _run(spec: TrialSpec, built: tuple[Experiment, Point, SearchSpace], tid: str
             torch.set_num_threads(exp.train.threads)
         setup = time.perf_counter() - started
         measure_start = time.perf_counter()
-        costs, cost_tags = _measure(spec, exp, device)
+        costs, cost_tags, cost_records = _measure(spec, exp, device)
         measure = time.perf_counter() - measure_start
         base.update(costs)
         tracker.set_tags(run_id, dict(cost_tags, device=cost_tags["cost_device"],
                                       cost_by="trial", mvit_lab_version=__version__))
         tracker.log_metrics(run_id, costs, step=0)
+        tracker.log_dict(run_id, cost_records, "cost.json")  # the full records, with the key
         tracking_start = time.perf_counter()
 
         def on_epoch(metrics: dict[str, Any]) -> None:
@@ -290,8 +291,8 @@ def _run(spec: TrialSpec, built: tuple[Experiment, Point, SearchSpace], tid: str
         raise
 
 
-def _measure(spec: TrialSpec, exp: Experiment, device: str) -> tuple[dict[str, float],
-                                                                     dict[str, str]]:
+def _measure(spec: TrialSpec, exp: Experiment, device: str
+             ) -> tuple[dict[str, float], dict[str, str], dict[str, Any]]:
     """The architecture's costs on this trial's device (cached; see measure.costs)."""
     from mvit_lab.measure.costs import CostCache, cost_metrics, cost_tags, measure_costs
     from mvit_lab.measure.speed import Protocol
@@ -306,4 +307,5 @@ def _measure(spec: TrialSpec, exp: Experiment, device: str) -> tuple[dict[str, f
         protocol=Protocol(**m.get("protocol", {})),
         cache=CostCache(m.get("cache")), lock_timeout=m.get("lock_timeout", 600.0),
         backend=device == "cuda")
-    return cost_metrics(records), cost_tags(records, cached)
+    return (cost_metrics(records), cost_tags(records, cached),
+            {mode: dict(r.to_dict(), from_cache=cached[mode]) for mode, r in records.items()})
