@@ -77,7 +77,10 @@ def parse_cfg(value: str | Path | Mapping[str, Any], what: str = "cfg") -> dict[
     try:
         parsed = yaml.safe_load(value)
     except yaml.YAMLError as err:
-        raise ValueError(f"{what}: not valid YAML ({str(err).splitlines()[0]})") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ValueError(f"{what}: not valid YAML ({problem}{where})") from None
     if not isinstance(parsed, Mapping):
         raise ValueError(f"{what}: expected a YAML mapping of sections (MVIT, DATA, MODEL), "
                          f"got {type(parsed).__name__}")

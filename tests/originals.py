@@ -63,11 +63,18 @@ class _Stubs(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def create_module(self, spec: Any) -> types.ModuleType:
         module = types.ModuleType(spec.name)
         module.__path__ = []
-        module.__getattr__ = lambda attr: object  # type: ignore[method-assign]
+        module.__getattr__ = _placeholder  # type: ignore[method-assign]
         return module
 
     def exec_module(self, module: types.ModuleType) -> None:
         pass
+
+
+def _placeholder(attr: str) -> Any:
+    """Any name imported from a stub (a class the MViT code never instantiates)."""
+    if attr.startswith("__"):
+        raise AttributeError(attr)  # inspect and tracing look for __file__ and the like
+    return object
 
 
 def _package(name: str, path: Path) -> None:
@@ -97,7 +104,7 @@ def load_original(repo: str, tmp_root: Path) -> tuple[Any, Any, Path]:
         _stub(f"{repo}.utils.logging", get_logger=logging.getLogger)
         if repo == "slowfast":
             # ResNet normalisation helpers, imported at module level by the MViT builder
-            _stub("slowfast.models.batchnorm_helper", __getattr__=lambda attr: object)
+            _stub("slowfast.models.batchnorm_helper", __getattr__=_placeholder)
         else:
             _stub("mvit.utils.misc", validate_checkpoint_wrapper_import=lambda wrapper: None)
     if repo == "slowfast":
