@@ -20,6 +20,9 @@ Conventions
 * Pooling kernels: a triple, ``"stride"`` (kernel == stride, no overlap) or ``"stride+1"``
   (``s + 1`` where ``s > 1``, else 1). Padding is 0 when kernel == stride, else
   ``(kernel - 1) // 2``; a pool with kernel 1 and stride 1 is omitted.
+* ``pool_first``: pool the block input (split into heads, ``dim // num_heads`` channels each)
+  and then project q, k and v with three linears, instead of projecting first (MViT's
+  ``POOL_FIRST`` ablation). The heads must then divide every block's input width too.
 * ``mask_unit_size`` is in tokens of the patch grid. A block with mask-unit attention attends
   within windows covering one mask unit; a stage's first block still uses the previous
   stage's kind of attention (as Hiera).
@@ -146,6 +149,7 @@ class ArchConfig:
     kv_pool_every_block: bool = True
     residual_pooling: bool = True
     residual_pooling_cls: bool = False  # timm's variant: also add pooled q to the cls token
+    pool_first: bool = False  # pool the block input, then project q / k / v (MViT's POOL_FIRST)
     skip_pool_kernel: str = "stride+1"
     # mask units
     mask_unit_size: Triple | None = None
@@ -175,7 +179,8 @@ class ArchConfig:
         set_("head_mul", _as_float("head_mul", self.head_mul, 0.0, low_open=True))
         set_("mlp_ratio", _as_float("mlp_ratio", self.mlp_ratio, 0.0, low_open=True))
         for name in ("qkv_bias", "expand_attn", "cls_token", "q_pool_every_block",
-                     "kv_pool_every_block", "residual_pooling", "residual_pooling_cls"):
+                     "kv_pool_every_block", "residual_pooling", "residual_pooling_cls",
+                     "pool_first"):
             _as_bool(name, getattr(self, name))
         _as_choice("abs_pos", self.abs_pos, ABS_POS)
         _as_choice("rel_pos", self.rel_pos, REL_POS)
@@ -398,6 +403,9 @@ def expand_blocks(cfg: ArchConfig) -> tuple[BlockSpec, ...]:
             if attn_dim % n_heads:
                 raise _fail("num_heads",
                             f"{where}: {n_heads} heads do not divide width {attn_dim}")
+            if cfg.pool_first and dim % n_heads:
+                raise _fail("num_heads", f"{where}: pool_first pools the block input per head, "
+                                         f"and {n_heads} heads do not divide its width {dim}")
             specs.append(BlockSpec(
                 index=index, stage=stage, dim=dim, dim_out=dim_out, attn_dim=attn_dim,
                 num_heads=n_heads, mlp_hidden=max(1, int(attn_dim * cfg.mlp_ratio)),

@@ -10,9 +10,13 @@ reference package:
 * ``torchvision``: ``mvit_v1_b`` and ``mvit_v2_s`` (builder and ``MViT`` arguments, including
   a custom ``block_setting``).
 
+* ``slowfast`` and ``mvit``: SlowFast's and facebookresearch/mvit's ``MViT(cfg)``, configured
+  by YAML: ``name`` is a config file (``configs/ImageNet/MVIT_B_16_CONV.yaml``), YAML text or
+  a parsed mapping, merged over the repository's defaults; ``kwargs`` are sections to merge
+  on top (``DATA={"TRAIN_CROP_SIZE": 64}``). ``config_from_checkpoint`` reads the ``cfg`` that
+  their ``save_checkpoint`` embeds in every checkpoint.
+
 A reference option that the generator cannot express exactly is a ``ValueError`` naming it.
-SlowFast and facebookresearch/mvit configs are YAML files, not constructors: use the matching
-preset (``mvitv2_s_16x4``, ``mvitv2_t`` ...) with ``convert_state_dict``.
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mvit_lab.config import ArchConfig, expand_blocks
+from mvit_lab import _slowfast_cfg
+from mvit_lab.config import ArchConfig, expand_blocks, resolve_kernel
 
-__all__ = ["config_from_reference"]
+__all__ = ["checkpoint_reference_cfg", "config_from_checkpoint", "config_from_reference"]
 
 # timm's model_cfgs (timm/models/mvitv2.py), MultiScaleVitCfg fields that differ from defaults
 _TIMM_MVITV2 = {
@@ -108,12 +113,49 @@ def config_from_reference(source: str, name: str, **kwargs: Any) -> ArchConfig:
             return _from_torchvision(name, kwargs)
         known = sorted(_TORCHVISION)
     elif source in ("slowfast", "mvit"):
-        raise ValueError(f"source: {source} models are configured by YAML files, not a "
-                         "constructor; use the matching preset (e.g. mvitv2_s_16x4, mvitv2_t)")
+        return _from_yaml(source, _slowfast_cfg.parse_cfg(name, "name"), kwargs)
     else:
-        raise ValueError(f"source: unknown {source!r}; known: timm, torchvision, hiera")
+        raise ValueError(f"source: unknown {source!r}; known: timm, torchvision, hiera, "
+                         "slowfast, mvit")
     raise ValueError(f"name: {source} has no model {name!r} that mvit-lab reproduces; "
                      f"known: {', '.join(known)}")
+
+
+def checkpoint_reference_cfg(obj: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The config a SlowFast / mvit ``save_checkpoint`` stored in ``obj["cfg"]`` (its YAML dump),
+    parsed; None when ``obj`` has none."""
+    value = obj.get("cfg") if isinstance(obj, Mapping) else None
+    if value is None or (isinstance(value, Mapping) and not value):
+        return None
+    if not isinstance(value, (str, Mapping)):
+        raise ValueError(f"checkpoint: its cfg entry is a {type(value).__name__}, not the YAML "
+                         "text SlowFast and mvit store")
+    return _slowfast_cfg.parse_cfg(value, "checkpoint cfg")
+
+
+def config_from_checkpoint(obj: Mapping[str, Any], source: str | None = None) -> ArchConfig:
+    """The ArchConfig of a SlowFast / facebookresearch/mvit checkpoint, from the ``cfg`` it
+    embeds. ``source``: ``slowfast`` or ``mvit``; by default read off the config (only
+    SlowFast's has ``MVIT.PATCH_2D``)."""
+    cfg = checkpoint_reference_cfg(obj)
+    if cfg is None:
+        raise ValueError("checkpoint: has no cfg entry to read the architecture from; pass a "
+                         "preset or an ArchConfig")
+    if source is None or "PATCH_2D" in (cfg.get("MVIT") or {}):
+        source = "slowfast" if "PATCH_2D" in (cfg.get("MVIT") or {}) else source or "mvit"
+    if source not in ("slowfast", "mvit"):
+        raise ValueError(f"source: {source!r} checkpoints embed no config (slowfast, mvit do)")
+    try:
+        return _from_yaml(source, cfg, {})
+    except ValueError as err:
+        raise ValueError(f"checkpoint cfg: {err}") from None
+
+
+def _from_yaml(source: str, cfg: Mapping[str, Any], overrides: Mapping[str, Any]) -> ArchConfig:
+    c = _slowfast_cfg.merged_cfg(source, cfg, overrides)
+    common = _slowfast_cfg.slowfast_common(source, c)
+    rows = _slowfast_cfg.slowfast_blocks(source, c)
+    return _infer_blocks(rows, common, field="MVIT", ref=source)
 
 
 def _merge(source: str, defaults: Mapping[str, Any], base: Mapping[str, Any],
@@ -280,7 +322,7 @@ def _from_torchvision(name: str, kwargs: Mapping[str, Any]) -> ArchConfig:
     blocks = a["block_setting"]
     if blocks is None:  # the builder's own table: the published MViTv1-B / MViTv2-S
         blocks = _torchvision_blocks(name)
-    return _infer_torchvision(list(blocks), common)
+    return _infer_blocks(list(blocks), common)
 
 
 def _torchvision_blocks(name: str) -> list[dict[str, Any]]:
@@ -298,11 +340,13 @@ def _block_dict(spec: Any) -> dict[str, Any]:
                 stride_kv=list(spec.kv_stride if spec.kv_kernel else ()))
 
 
-def _infer_torchvision(blocks: list[Any], common: dict[str, Any]) -> ArchConfig:
-    """Read depths, widths and pooling off a torchvision block table, then check that the
-    derived blocks reproduce it exactly."""
+def _infer_blocks(blocks: list[Any], common: dict[str, Any], field: str = "block_setting",
+                  ref: str = "torchvision") -> ArchConfig:
+    """Read depths, widths and pooling off a block table (torchvision's ``block_setting``, or
+    the one SlowFast / mvit derive from their YAML), then check that the derived blocks
+    reproduce it exactly; ``field`` names the reference's option in errors."""
     if not blocks:
-        raise ValueError("block_setting: empty")
+        raise ValueError(f"{field}: no blocks")
     rows = [{k: _field(b, k) for k in ("num_heads", "input_channels", "output_channels",
                                       "kernel_q", "kernel_kv", "stride_q", "stride_kv")}
             for b in blocks]
@@ -323,11 +367,17 @@ def _infer_torchvision(blocks: list[Any], common: dict[str, Any]) -> ArchConfig:
     kernels = [tuple(r["kernel_q"]) for r in rows if r["kernel_q"]] + [
         tuple(r["kernel_kv"]) for r in rows if r["kernel_kv"]]
     kv = rows[0]["stride_kv"]
+    pool_kernel: Any = kernels[0] if kernels else (3, 3, 3)
+    pairs = [(tuple(r[f"kernel_{w}"]), tuple(r[f"stride_{w}"])) for r in rows for w in ("q", "kv")
+             if r[f"kernel_{w}"]]
+    if pairs and len(set(kernels)) > 1 and all(k == resolve_kernel("stride+1", s)
+                                               for k, s in pairs):
+        pool_kernel = "stride+1"  # SlowFast without POOL_KVQ_KERNEL: s + 1 per stride
     cfg_kwargs = dict(
         common, depths=depths, embed_dim=dims[0], num_heads=heads[0],
         dim_mul=dims[1] / dims[0] if len(dims) > 1 else 2.0,
         head_mul=heads[1] / heads[0] if len(heads) > 1 else 2.0,
-        pool_kernel=kernels[0] if kernels else (3, 3, 3), q_stride=q_stride,
+        pool_kernel=pool_kernel, q_stride=q_stride,
         q_pool=None if len(strided) == len(depths) - 1 else len(strided),
         q_pool_every_block=any(r["kernel_q"] and math.prod(r["kernel_q"]) > 1
                                and math.prod(r["stride_q"] or [1]) == 1 for r in rows),
@@ -340,25 +390,27 @@ def _infer_torchvision(blocks: list[Any], common: dict[str, Any]) -> ArchConfig:
     try:
         cfg = ArchConfig(**cfg_kwargs)
     except ValueError as err:
-        raise ValueError(f"block_setting: the table is not an mvit-lab architecture ({err})") \
+        raise ValueError(f"{field}: the blocks are not an mvit-lab architecture ({err})") \
             from None
     for i, (row, spec) in enumerate(zip(rows, expand_blocks(cfg))):
         if _normalised(row) != _normalised(_block_dict(spec)):
-            raise ValueError(f"block_setting: block {i} {row} cannot be expressed (nearest "
+            raise ValueError(f"{field}: block {i} {row} cannot be expressed (nearest "
                              f"mvit-lab block: {_block_dict(spec)})")
     if len(expand_blocks(cfg)) != len(rows):
-        raise ValueError("block_setting: block count does not match the inferred depths")
+        raise ValueError(f"{field}: block count does not match the inferred depths")
     for spec in expand_blocks(cfg):
         if spec.rel_pos_size is None:
             continue
-        # torchvision sizes time by the block input, space by the longer side and the H stride,
-        # and interpolates tables of another length at run time; mvit-lab sizes each axis by
-        # the distances that occur. They agree unless time or only one spatial axis is pooled.
+        # torchvision and SlowFast size time by the block input, space by the longer side and
+        # the H stride, and interpolate tables of another length at run time; mvit-lab sizes
+        # each axis by the distances that occur. They agree unless time or only one spatial
+        # axis is pooled.
         side = max(spec.in_grid[1:])
         spatial = 2 * max(side // spec.q_stride[1], side // spec.kv_stride[1]) - 1
-        if spec.rel_pos_size != (2 * spec.in_grid[0] - 1, spatial, spatial):
-            raise ValueError(f"block_setting: block {spec.index}'s relative-position tables "
-                             f"{spec.rel_pos_size} differ from torchvision's, which it "
+        t = 2 * spec.in_grid[0] - 1 if cfg.rel_pos == "spatiotemporal" else 0
+        if spec.rel_pos_size != (t, spatial, spatial):
+            raise ValueError(f"{field}: block {spec.index}'s relative-position tables "
+                             f"{spec.rel_pos_size} differ from {ref}'s, which it "
                              "interpolates at run time; not reproducible exactly")
     return cfg
 

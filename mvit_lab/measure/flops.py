@@ -184,7 +184,7 @@ class _Counter(TorchDispatchMode):
 _KINDS = [  # (module path pattern, breakdown category); the first match wins
     (r"^patch_embed\b", "patch_embed"),
     (r"^(norm|head)\b", "head"),
-    (r"\.attn\.qkv$", "qkv"),
+    (r"\.attn\.(qkv|q|k|v)$", "qkv"),  # q, k, v: the three projections of pool_first
     (r"\.attn\.proj$", "attn_proj"),
     (r"\.attn\.pool_[qkv]\b", "pooling"),
     (r"\.attn$", "attention"),  # the attention core: q @ k, rel-pos bias, attn @ v

@@ -5,6 +5,11 @@ attention can be global or restricted to mask-unit windows; MViTv2's decomposed 
 positions enter ``scaled_dot_product_attention`` as an additive bias; residual pooling adds
 the pooled q to the output (not to the cls token, as in the original MViTv2; timm adds it to
 the cls token too, which ``residual_pooling_cls`` reproduces).
+
+``pool_first`` switches the order of pooling and projection (MViT's ``POOL_FIRST``): the input
+is split into heads of ``dim // num_heads`` channels, pooled for q, k and v, and each pooled
+tensor is projected by its own linear (``q``, ``k``, ``v``: the token counts differ), as in
+SlowFast's ``MultiScaleAttention``. Everything after the projection is shared.
 """
 
 from __future__ import annotations
@@ -175,8 +180,10 @@ class MultiScaleAttention(nn.Module):
         has_cls: bool = False,
         qkv_bias: bool = True,
         norm_eps: float = 1e-6,
+        pool_first: bool = False,
     ) -> None:
         super().__init__()
+        self.pool_first = pool_first
         self.num_heads = num_heads
         self.head_dim = attn_dim // num_heads
         self.attn_dim = attn_dim
@@ -185,17 +192,23 @@ class MultiScaleAttention(nn.Module):
         self.residual_pooling = residual_pooling
         self.residual_pooling_cls = residual_pooling_cls
         self.has_cls = has_cls
-        self.qkv = nn.Linear(dim, 3 * attn_dim, bias=qkv_bias)
+        if pool_first:  # pooled q and k / v have different token counts: three linears
+            self.q = nn.Linear(dim, attn_dim, bias=qkv_bias)
+            self.k = nn.Linear(dim, attn_dim, bias=qkv_bias)
+            self.v = nn.Linear(dim, attn_dim, bias=qkv_bias)
+        else:
+            self.qkv = nn.Linear(dim, 3 * attn_dim, bias=qkv_bias)
         self.proj = nn.Linear(attn_dim, attn_dim)
         self.pool_q = self.pool_k = self.pool_v = None
+        pool_dim = dim // num_heads if pool_first else self.head_dim  # channels per head pooled
         if q_kernel is not None:
-            self.pool_q = Pool(pool_mode, self.head_dim, q_kernel, q_stride, norm_eps)
+            self.pool_q = Pool(pool_mode, pool_dim, q_kernel, q_stride, norm_eps)
         if kv_kernel is not None:
-            self.pool_k = Pool(pool_mode, self.head_dim, kv_kernel, kv_stride, norm_eps)
-            self.pool_v = Pool(pool_mode, self.head_dim, kv_kernel, kv_stride, norm_eps)
+            self.pool_k = Pool(pool_mode, pool_dim, kv_kernel, kv_stride, norm_eps)
+            self.pool_v = Pool(pool_mode, pool_dim, kv_kernel, kv_stride, norm_eps)
         # windows can be cut before the projection when no pooling reaches across them
         self._windows_first = (
-            q_window is not None and self.pool_k is None and not has_cls
+            q_window is not None and self.pool_k is None and not has_cls and not pool_first
             and (self.pool_q is None or (self.pool_q.conv is None and q_kernel == q_stride)))
         self.rel_pos_h = self.rel_pos_w = self.rel_pos_t = None
         self._rel_axes: list[str | None] = []
@@ -226,12 +239,8 @@ class MultiScaleAttention(nn.Module):
         b = x.shape[0]
         if self._windows_first:
             return self._forward_windows_first(x)
-        q, k, v = self._qkv(x)
-        if self.pool_q is not None:
-            q = self.pool_q(q, self.in_grid, self.has_cls)  # [B, heads, (1 +) Lq, hd]
-        if self.pool_k is not None:
-            k = self.pool_k(k, self.in_grid, self.has_cls)  # [B, heads, (1 +) Lk, hd]
-            v = self.pool_v(v, self.in_grid, self.has_cls)
+        # each [B, heads, (1 +) L', hd], L' the pooled token count
+        q, k, v = self._pooled_qkv(x, self.in_grid, self.has_cls)
         if self.q_window is None:
             out = self._attend(q, k, v, self._bias(q, self.q_grid, self.kv_grid))
             return self.proj(heads_merge(out))  # [B, (1 +) Lq, attn_dim]
@@ -242,6 +251,34 @@ class MultiScaleAttention(nn.Module):
         v = window_partition(v, self.kv_grid, self.kv_window)
         out = self._attend(q, k, v, self._bias(q, self.q_window, self.kv_window))
         return self.proj(window_merge(out, b, self.q_grid, self.q_window))  # [B, Lq, attn_dim]
+
+    def _pooled_qkv(self, x: torch.Tensor, grid: tuple[int, ...], has_cls: bool,
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``[B', (1 +) N, dim]`` on ``grid`` -> q, k, v, each ``[B', heads, (1 +) L', hd]``
+        after their pooling: project then pool, or with ``pool_first`` pool then project."""
+        if not self.pool_first:
+            q, k, v = self._qkv(x)
+            if self.pool_q is not None:
+                q = self.pool_q(q, grid, has_cls)
+            if self.pool_k is not None:
+                k = self.pool_k(k, grid, has_cls)
+                v = self.pool_v(v, grid, has_cls)
+            return q, k, v
+        b, n, dim = x.shape
+        xh = x.reshape(b, n, self.num_heads, dim // self.num_heads).transpose(1, 2)
+        pooled = []  # [B', heads, (1 +) L', dim / heads] each
+        for pool in (self.pool_q, self.pool_k, self.pool_v):
+            if pool is None:
+                pooled.append(xh)
+            elif pool is self.pool_v and pool.conv is None:
+                pooled.append(pooled[1])  # parameter-free: v's pooled input is k's
+            else:
+                pooled.append(pool(xh, grid, has_cls))
+        out = []
+        for t, linear in zip(pooled, (self.q, self.k, self.v)):
+            t = linear(heads_merge(t))  # [B', (1 +) L', attn_dim]
+            out.append(t.reshape(b, t.shape[1], self.num_heads, self.head_dim).transpose(1, 2))
+        return out[0], out[1], out[2]
 
     def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``[B', N, dim]`` -> q, k, v, each ``[B', heads, N, hd]``."""
@@ -270,12 +307,7 @@ class MultiScaleAttention(nn.Module):
         sample otherwise."""
         in_grid, q_grid, kv_grid = (units.grid(g) for g in (self.in_grid, self.q_grid,
                                                               self.kv_grid))
-        q, k, v = self._qkv(x)  # [B * U, heads, Lu, hd]
-        if self.pool_q is not None:
-            q = self.pool_q(q, in_grid, False)
-        if self.pool_k is not None:
-            k = self.pool_k(k, in_grid, False)
-            v = self.pool_v(v, in_grid, False)
+        q, k, v = self._pooled_qkv(x, in_grid, False)  # [B * U, heads, Lu', hd]
         if self.q_window is not None:
             out = self._attend(q, k, v, self._bias(q, q_grid, kv_grid))
             return self.proj(heads_merge(out))  # [B * U, Lq_u, attn_dim]

@@ -54,7 +54,7 @@ class MultiScaleBlock(nn.Module):
 
     def __init__(self, spec: BlockSpec, *, image: bool, pool_mode: str, has_cls: bool,
                  residual_pooling: bool, qkv_bias: bool, norm_eps: float,
-                 residual_pooling_cls: bool = False) -> None:
+                 residual_pooling_cls: bool = False, pool_first: bool = False) -> None:
         super().__init__()
         axes = slice(1, None) if image else slice(None)
 
@@ -74,7 +74,7 @@ class MultiScaleBlock(nn.Module):
             q_window=per_axis(spec.q_window), kv_window=per_axis(spec.kv_window),
             rel_pos_size=per_axis(spec.rel_pos_size), residual_pooling=residual_pooling,
             residual_pooling_cls=residual_pooling_cls,
-            has_cls=has_cls, qkv_bias=qkv_bias, norm_eps=norm_eps,
+            has_cls=has_cls, qkv_bias=qkv_bias, norm_eps=norm_eps, pool_first=pool_first,
         )
         self.skip_pool = None
         if spec.skip_kernel is not None:

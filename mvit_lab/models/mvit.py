@@ -73,7 +73,8 @@ class MultiscaleViT(nn.Module):
             MultiScaleBlock(spec, image=cfg.is_image, pool_mode=cfg.pool_mode,
                             has_cls=cfg.cls_token, residual_pooling=cfg.residual_pooling,
                             residual_pooling_cls=cfg.residual_pooling_cls,
-                            qkv_bias=cfg.qkv_bias, norm_eps=cfg.norm_eps)
+                            qkv_bias=cfg.qkv_bias, norm_eps=cfg.norm_eps,
+                            pool_first=cfg.pool_first)
             for spec in specs
         )
         self.stage_ends = tuple(i for i, s in enumerate(specs)
