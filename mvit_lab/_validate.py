@@ -2,22 +2,50 @@
 
 from __future__ import annotations
 
+import difflib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-__all__ = ["_as_bool", "_as_choice", "_as_float", "_as_int", "_as_triple", "_fail"]
+__all__ = ["MAX_INT", "_as_bool", "_as_choice", "_as_float", "_as_int", "_as_triple", "_fail",
+           "did_you_mean"]
+
+# the largest integer any knob takes: torch sizes are int64, and far smaller limits apply to
+# each knob's meaning (see config.py); past this, arithmetic on sizes overflows silently
+MAX_INT = 2**31 - 1
 
 
 def _fail(name: str, rule: str) -> ValueError:
     return ValueError(f"{name}: {rule}")
 
 
-def _as_int(name: str, value: Any, minimum: int = 1) -> int:
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``known`` to a misspelt ``name``, else ``""``.
+
+    A dotted ``name`` (``samples``, ``train.samples``) is also matched by its last part against
+    the last parts of dotted known keys, so ``samples`` finds ``budget.samples``.
+    """
+    known = list(dict.fromkeys(known))
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.75)
+    if not close:
+        tail = name.rpartition(".")[2]
+        by_tail: dict[str, list[str]] = {}
+        for k in known:
+            by_tail.setdefault(k.rpartition(".")[2], []).append(k)
+        for match in difflib.get_close_matches(tail, list(by_tail), n=3, cutoff=0.75):
+            close += [k for k in by_tail[match] if k != name]
+    if not close:
+        return ""
+    return f" (did you mean {' or '.join(repr(c) for c in close[:3])}?)"
+
+
+def _as_int(name: str, value: Any, minimum: int = 1, maximum: int = MAX_INT) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise _fail(name, f"must be an integer, got {value!r}")
     if value < minimum:
         raise _fail(name, f"must be >= {minimum}, got {value}")
+    if value > maximum:
+        raise _fail(name, f"must be <= {maximum:,}, got {value:,}")
     return value
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +57,13 @@ POOL_MODES = ("conv", "max", "avg", "none")
 KERNEL_RULES = ("stride", "stride+1")
 HEAD_POOLS = ("mean", "cls")
 HEAD_NORMS = ("before", "after")
+
+# Bounds on sizes, so that validation accepts only what can be built: far above every published
+# model (widest stage 2048 (Hiera-H), 48 blocks, 21,841 classes), below where a size overflows or
+# building takes hours. The memory a config needs is checked by the CLI before it builds one.
+MAX_WIDTH = 2**16  # channels of any stage, and of the MLPs' hidden layers times 4
+MAX_BLOCKS = 1024  # blocks over all stages
+MAX_CLASSES = 2**24
 
 
 def resolve_kernel(kernel: Triple | str, stride: Triple) -> Triple:
@@ -165,14 +173,18 @@ class ArchConfig:
         set_ = functools.partial(object.__setattr__, self)
         set_("input_size", _as_triple("input_size", self.input_size))
         set_("in_chans", _as_int("in_chans", self.in_chans))
-        set_("num_classes", _as_int("num_classes", self.num_classes))
+        set_("num_classes", _as_int("num_classes", self.num_classes, maximum=MAX_CLASSES))
         set_("patch_kernel", _as_triple("patch_kernel", self.patch_kernel))
         set_("patch_stride", _as_triple("patch_stride", self.patch_stride))
         set_("patch_padding", _as_triple("patch_padding", self.patch_padding, minimum=0))
         depths = self.depths
         if isinstance(depths, (str, bytes)) or not isinstance(depths, Sequence) or not depths:
             raise _fail("depths", f"must be a non-empty list of blocks per stage, got {depths!r}")
-        set_("depths", tuple(_as_int(f"depths[{i}]", d) for i, d in enumerate(depths)))
+        set_("depths", tuple(_as_int(f"depths[{i}]", d, maximum=MAX_BLOCKS)
+                             for i, d in enumerate(depths)))
+        if sum(self.depths) > MAX_BLOCKS:
+            raise _fail("depths", f"has {sum(self.depths):,} blocks in all; mvit-lab builds at "
+                                  f"most {MAX_BLOCKS}")
         set_("embed_dim", _as_int("embed_dim", self.embed_dim))
         set_("num_heads", _as_int("num_heads", self.num_heads))
         set_("dim_mul", _as_float("dim_mul", self.dim_mul, 0.0, low_open=True))
@@ -211,6 +223,10 @@ class ArchConfig:
         set_("drop_path_rate", _as_float("drop_path_rate", self.drop_path_rate, 0.0, 1.0))
         set_("head_dropout", _as_float("head_dropout", self.head_dropout, 0.0, 1.0))
         set_("norm_eps", _as_float("norm_eps", self.norm_eps, 0.0, low_open=True))
+        # a norm_eps that rounds to 0 in float32 gives 0 / 0 = NaN on a constant channel
+        if struct.unpack("f", struct.pack("f", self.norm_eps))[0] == 0.0:
+            raise _fail("norm_eps", f"{self.norm_eps:g} is 0 in float32 (smallest positive "
+                                    "1.4e-45); a constant channel (embed_dim 1) would give NaN")
         _as_choice("head_pool", self.head_pool, HEAD_POOLS)
         _as_choice("head_norm", self.head_norm, HEAD_NORMS)
         self._check_combinations()
@@ -333,6 +349,7 @@ def expand_blocks(cfg: ArchConfig) -> tuple[BlockSpec, ...]:
             if g % m:
                 raise _fail("mask_unit_size", f"{cfg.mask_unit_size} does not divide the "
                                               f"patch grid {grid} (axis {'THW'[axis]})")
+    _check_sizes(cfg)
     dims, heads = cfg.stage_dims, cfg.stage_heads
     for stage, (d, h) in enumerate(zip(dims, heads)):
         if h < 1:
@@ -418,6 +435,25 @@ def expand_blocks(cfg: ArchConfig) -> tuple[BlockSpec, ...]:
             grid, cum_stride = q_grid, out_stride  # type: ignore[assignment]
             index += 1
     return tuple(specs)
+
+
+def _check_sizes(cfg: ArchConfig) -> None:
+    """Stage widths, heads and MLP widths within bounds, checked in floats (no overflow)."""
+    dim, heads = float(cfg.embed_dim), float(cfg.num_heads)
+    for stage in range(cfg.num_stages):
+        if stage:
+            dim, heads = dim * cfg.dim_mul, heads * cfg.head_mul
+        if dim > MAX_WIDTH:
+            name = "embed_dim" if stage == 0 else "dim_mul"
+            raise _fail(name, f"gives stage {stage} width {dim:.4g}; mvit-lab builds at most "
+                              f"{MAX_WIDTH:,} channels")
+        if heads > dim:
+            name = "num_heads" if stage == 0 else "head_mul"
+            raise _fail(name, f"gives stage {stage} {heads:.4g} heads for width {dim:.4g}")
+        dim, heads = math.floor(dim), math.floor(heads)  # as stage_dims / stage_heads truncate
+        if dim * cfg.mlp_ratio > 4 * MAX_WIDTH:
+            raise _fail("mlp_ratio", f"gives stage {stage} an MLP {dim * cfg.mlp_ratio:.4g} "
+                                     f"wide; mvit-lab builds at most {4 * MAX_WIDTH:,}")
 
 
 def _check_pool(stride_name: str, kernel_name: str, grid: Triple, kernel: Triple | None,

@@ -2,13 +2,14 @@
 
 An architecture is named by a preset (``hiera_t``) or a YAML file::
 
-    preset: mvitv2_s          # optional base preset
+    preset: mvitv2_s          # the base preset (required unless the file sets every knob)
     pool_mode: max            # any ArchConfig knob
     depths: [1, 2, 5, 2]
 
 A file may also keep the knobs under a ``model:`` section (as experiment files do). Overrides
 ``key=value`` (or ``model.key=value``) are parsed with ``yaml.safe_load``, so ``[1, 224, 224]``,
-``true``, ``1e-6`` and ``null`` mean what they look like. Models never import this module.
+``true``, ``1e-6`` and ``null`` mean what they look like. A key given twice in one mapping is
+an error (PyYAML would keep the last silently). Models never import this module.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from mvit_lab._validate import did_you_mean
 from mvit_lab.config import ArchConfig, knob_names
 from mvit_lab.presets import get_config
 
@@ -28,7 +30,24 @@ __all__ = ["load_arch", "parse_overrides", "safe_load", "save_arch"]
 
 class _Loader(yaml.SafeLoader):
     """``yaml.SafeLoader`` that reads ``1e-6`` as a float, as YAML 1.2 and JSON do (PyYAML's
-    YAML 1.1 resolver wants a dot: ``1.0e-6``)."""
+    YAML 1.1 resolver wants a dot: ``1.0e-6``), and refuses a key given twice in one mapping
+    (YAML 1.2 forbids it; PyYAML keeps the last value silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<:` merges are not duplicates
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+            if first != key_node.start_mark.line + 1:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first given at line {first})",
+                    key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
@@ -60,12 +79,16 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
         if key.startswith("model."):
             key = key[len("model."):]
         if key not in knob_names():
-            raise ValueError(f"{key}: not an ArchConfig field (in --set {item!r})")
+            raise ValueError(f"{key}: not an ArchConfig field (in --set {item!r})"
+                             f"{did_you_mean(key, knob_names()) or _KNOWN}")
         try:
             out[key] = safe_load(text) if text.strip() else text
         except ValueError as err:
             raise ValueError(f"{key}: cannot parse value {text!r} in --set: {err}") from None
     return out
+
+
+_KNOWN = f" (knobs: {', '.join(knob_names())})"
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -91,18 +114,44 @@ def load_arch(source: str | Path, overrides: dict[str, Any] | None = None) -> Ar
         if not path.is_file():
             raise ValueError(f"{path}: no such architecture file")
         knobs = _read_yaml(path)
+        has_preset = "preset" in knobs
         preset = knobs.pop("preset", None)
         unknown = sorted(set(knobs) - set(knob_names()))
         if unknown:
-            raise ValueError(f"{unknown[0]}: not an ArchConfig field (in {path})")
+            raise ValueError(f"{unknown[0]}: not an ArchConfig field (in {path})"
+                             f"{did_you_mean(unknown[0], [*knob_names(), 'preset']) or _KNOWN}")
+        missing = [k for k in knob_names() if k not in knobs]
+        if not has_preset and missing:
+            # the rest would silently be ArchConfig's defaults (MViTv2-B's)
+            raise ValueError(f"{path}: no 'preset:' to take the {len(missing)} knobs it does "
+                             f"not set from ({', '.join(missing[:3])}, ...); name a base "
+                             "preset (preset: mvitv2_b is ArchConfig's defaults)")
         knobs.update(overrides)
         try:
             if preset is None:
                 return ArchConfig(**knobs)
             return get_config(str(preset), **knobs)
         except ValueError as err:
-            raise ValueError(f"{err} (in {path})") from None
-    return get_config(str(source), **overrides)
+            raise ValueError(f"{err} ({_blame(err, overrides, path)})") from None
+    try:
+        return get_config(str(source), **overrides)
+    except ValueError as err:
+        if _field(err) in overrides:
+            raise ValueError(f"{err} ({_blame(err, overrides, None)})") from None
+        raise
+
+
+def _field(err: ValueError) -> str:
+    """The knob an error names: ``depths[0]: ...`` -> ``depths``."""
+    return str(err).partition(":")[0].partition("[")[0].strip()
+
+
+def _blame(err: ValueError, overrides: dict[str, Any], path: Path | None) -> str:
+    """Where the value an error names came from: ``--set`` or the file."""
+    name = _field(err)
+    if name in overrides:
+        return f"from --set {name}={json.dumps(overrides[name])}"
+    return f"in {path}"
 
 
 def save_arch(cfg: ArchConfig, path: str | Path) -> Path:

@@ -18,17 +18,26 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mvit_lab._validate import _as_bool, _as_choice, _as_float, _as_int, _as_triple, _fail
+from mvit_lab._validate import (
+    _as_bool,
+    _as_choice,
+    _as_float,
+    _as_int,
+    _as_triple,
+    _fail,
+    did_you_mean,
+)
 from mvit_lab.config import ArchConfig, knob_names
 from mvit_lab.configfile import safe_load
 from mvit_lab.presets import get_config
 
 __all__ = ["DataConfig", "Experiment", "PretrainConfig", "TrainConfig", "apply_overrides",
-           "load_experiment"]
+           "check_objectives", "load_experiment"]
 
 DATASETS = ("digits", "moving_digits", "image_folder", "video_list")
 VIDEO_DATASETS = ("moving_digits", "video_list")
@@ -223,6 +232,19 @@ SECTIONS = {"data": DataConfig, "train": TrainConfig}
 EXTRA_SECTIONS = {"search", "objectives", "algorithm", "budget", "resources", "scheduler",
                   "measure",
                   "tracking"}
+# their keys, only to suggest a fix for a misspelt --set (the sweep layer checks them)
+_SWEEP_KEYS = ("budget.samples", "budget.seeds", "budget.concurrency", "budget.time_s",
+               "resources.cpus", "resources.gpus", "tracking.uri", "tracking.experiment")
+# a run folder is runs/<name>: a name, never a path
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=-]*")
+
+
+def known_keys() -> list[str]:
+    """Every dotted key an experiment file (and so ``--set``) takes."""
+    keys = ["name", "model.preset", *(f"model.{k}" for k in knob_names())]
+    for name, cls in [*SECTIONS.items(), ("pretrain", PretrainConfig)]:
+        keys += [f"{name}.{f.name}" for f in dataclasses.fields(cls)]
+    return [*keys, *_SWEEP_KEYS, *sorted(EXTRA_SECTIONS - {"budget", "resources", "tracking"})]
 
 
 def apply_overrides(tree: dict[str, Any], items: list[str] | None) -> dict[str, Any]:
@@ -234,9 +256,9 @@ def apply_overrides(tree: dict[str, Any], items: list[str] | None) -> dict[str, 
         if not sep or not key:
             raise ValueError(f"--set {item!r}: expected section.key=value")
         parts = key.split(".")
-        if len(parts) == 1 and parts[0] != "name":
-            raise ValueError(f"{key}: --set needs section.key (e.g. train.{key} or "
-                             f"model.{key})")
+        if len(parts) == 1 and parts[0] not in ("name", *EXTRA_SECTIONS):
+            hint = did_you_mean(key, known_keys()) or " (e.g. train.epochs or model.pool_mode)"
+            raise ValueError(f"{key}: --set needs section.key{hint}")
         try:
             value = safe_load(text) if text.strip() else text
         except ValueError as err:
@@ -245,7 +267,7 @@ def apply_overrides(tree: dict[str, Any], items: list[str] | None) -> dict[str, 
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ValueError(f"{key}: {part} is not a section")
+                raise ValueError(f"{key}: {part} is not a section (in --set {item!r})")
         node[parts[-1]] = value
     return tree
 
@@ -258,7 +280,9 @@ def _build_section(cls: type, name: str, values: Any) -> Any:
     known = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(values) - set(known))
     if unknown:
-        raise ValueError(f"{name}.{unknown[0]}: unknown key (known: {', '.join(known)})")
+        hint = did_you_mean(f"{name}.{unknown[0]}", [f"{name}.{k}" for k in known]) or (
+            f" (known: {', '.join(known)})")
+        raise ValueError(f"{name}.{unknown[0]}: unknown key{hint}")
     try:
         return cls(**values)
     except TypeError as err:  # e.g. a list where a number belongs, caught by a comparison
@@ -272,7 +296,8 @@ def _build_model(values: Any) -> ArchConfig:
     preset = values.pop("preset", None)
     unknown = sorted(set(values) - set(knob_names()))
     if unknown:
-        raise ValueError(f"model.{unknown[0]}: not an ArchConfig field")
+        raise ValueError(f"model.{unknown[0]}: not an ArchConfig knob"
+                         f"{did_you_mean(unknown[0], [*knob_names(), 'preset'])}")
     try:
         return get_config(str(preset), **values) if preset else ArchConfig(**values)
     except ValueError as err:
@@ -289,12 +314,18 @@ def experiment_from_dict(tree: dict[str, Any], path: str | None = None, *,
     allowed = {"name", "model", "pretrain", *SECTIONS, *EXTRA_SECTIONS}
     unknown = sorted(set(tree) - allowed)
     if unknown:
-        raise ValueError(f"{unknown[0]}: unknown section (known: {', '.join(sorted(allowed))})")
+        raise ValueError(f"{unknown[0]}: unknown section"
+                         f"{did_you_mean(unknown[0], [*allowed, *known_keys()]) or ''} (known: "
+                         f"{', '.join(sorted(allowed))})")
     if "model" not in tree:
         raise ValueError("model: missing (a preset and/or ArchConfig knobs)")
     name = tree.get("name") or (Path(path).stem if path else "experiment")
     if not isinstance(name, str):
         raise ValueError(f"name: must be a string, got {name!r}")
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"name: {name!r} is not a plain name (letters, digits and _ . + = -, "
+                         "not starting with '.'); it names the run folder runs/<name> and the "
+                         "MLflow experiment, so it cannot be a path")
     data = _build_section(DataConfig, "data", tree.get("data"))
     train = _build_section(TrainConfig, "train", tree.get("train"))
     model = _build_model(tree["model"])
@@ -310,9 +341,58 @@ def experiment_from_dict(tree: dict[str, Any], path: str | None = None, *,
     if model.in_chans != 3:
         raise ValueError(f"model.in_chans: the datasets give 3-channel inputs, got "
                          f"{model.in_chans}")
+    if tree.get("objectives") is not None:
+        check_objectives(tree["objectives"])
     extra = {k: copy.deepcopy(tree[k]) for k in EXTRA_SECTIONS if k in tree}
     return Experiment(name=name, data=data, model=model, train=train, path=path, extra=extra,
                       pretrain=pretrain)
+
+
+def check_objectives(spec: Any, where: str = "objectives",
+                     items: list[str] | None = None) -> tuple:
+    """``parse_objectives(spec)`` with errors that name ``where`` (the section, or the CLI flag
+    with its ``items``) rather than the parser's argument."""
+    from mvit_lab.search.pareto import parse_objectives
+
+    try:
+        return parse_objectives(spec)
+    except ValueError as err:
+        text = str(err)
+        m = re.match(r"spec\[('?)(.*?)\1\]: (sense: )?(.*)", text)
+        if m:
+            rule = f"{'the sense ' if m.group(3) else ''}{m.group(4)}"
+        if m and m.group(1):  # a mapping's key
+            text = f"{where}.{m.group(2)}: {rule}"
+        elif m:  # a list's entry
+            i = int(m.group(2))
+            entry = repr(items[i]) if items and i < len(items) else f"entry {i}"
+            text = f"{where} {entry}: {rule}"
+        elif text.startswith("spec:"):
+            text = f"{where}:{text[len('spec:'):]}"
+        raise ValueError(text) from None
+
+
+def _check_num_classes(values: dict[str, Any], model: ArchConfig, data: DataConfig) -> None:
+    """An explicit ``model.num_classes`` must match a label set known before loading the data.
+
+    The head follows the data's classes (``train`` replaces a preset's 1000); a number the user
+    wrote that the data contradicts is a mistake, not a default to replace.
+    """
+    if not isinstance(values, dict) or "num_classes" not in values:
+        return
+    if data.classes is not None:
+        known, where = len(data.classes), "data.classes lists"
+    elif data.dataset == "digits":
+        known, where = 10, "digits has"
+    elif data.dataset == "moving_digits":
+        from mvit_lab.data.moving_digits import class_names
+
+        known, where = len(class_names((0, 1, 2, 3, 4))), "moving_digits has"
+    else:
+        return  # found when the data loads
+    if model.num_classes != known:
+        raise ValueError(f"model.num_classes: {model.num_classes}, but {where} {known} "
+                         f"classes; set {known} or leave it out (the head follows the data)")
 
 
 def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Experiment:
@@ -324,7 +404,22 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
         tree = safe_load(path.read_text())
     except ValueError as err:
         raise ValueError(f"{path}: not valid YAML: {err}") from None
+    tree = apply_overrides(tree or {}, overrides)  # its errors quote the --set item
     try:
-        return experiment_from_dict(apply_overrides(tree or {}, overrides), str(path))
+        exp = experiment_from_dict(tree, str(path))
+        # only here: a dict from Experiment.to_dict (a trial's) spells out a preset's 1000
+        _check_num_classes(tree["model"], exp.model, exp.data)
+        return exp
     except ValueError as err:
-        raise ValueError(f"{err} (in {path})") from None
+        raise ValueError(f"{err} ({_blame(str(err), overrides, path)})") from None
+
+
+def _blame(message: str, overrides: list[str] | None, path: Path) -> str:
+    """``from --set k=v`` when the key an error names was overridden, else ``in <file>``."""
+    named = re.split(r"[:\[ ]", message, maxsplit=1)[0]
+    for item in overrides or []:
+        key = item.partition("=")[0].strip()
+        if named == key or f".{named}.".startswith(f".{key}.") or (
+                f".{key}.".startswith(f".{named}.")):
+            return f"from --set {item}"
+    return f"in {path}"

@@ -170,3 +170,30 @@ IDS = [f"{f}-{i}" for i, (_, f) in enumerate(BAD)]
 def test_invalid_configs_name_the_field(overrides, field):
     with pytest.raises(ValueError, match=rf"^{field}(\[\d+\])?: "):
         ArchConfig(**overrides)
+
+
+# -- validation accepts only what can be built (bounds, no overflow) ---------------------------
+TOO_BIG = [
+    (dict(dim_mul=1e308), "dim_mul"),  # was an OverflowError in stage_dims
+    (dict(head_mul=1e308), "head_mul"),
+    (dict(mlp_ratio=1e308), "mlp_ratio"),
+    (dict(embed_dim=2**17, num_heads=1), "embed_dim"),
+    (dict(num_classes=2**70), "num_classes"),  # was a torch error deep in nn.Linear
+    (dict(depths=(100000,)), "depths"),  # was an endless build
+    (dict(depths=(600, 600)), "depths"),
+    (dict(norm_eps=1e-50), "norm_eps"),  # 0 in float32: NaN logits for a constant channel
+]
+
+
+@pytest.mark.parametrize(("overrides", "field"), TOO_BIG, ids=[f for _, f in TOO_BIG])
+def test_sizes_that_cannot_be_built_are_refused_in_validation(overrides, field):
+    with pytest.raises(ValueError, match=rf"^{field}(\[\d+\])?: "):
+        ArchConfig(**overrides)
+
+
+def test_bounds_admit_the_largest_published_sizes():
+    from mvit_lab.config import MAX_BLOCKS, MAX_CLASSES, MAX_WIDTH
+
+    ArchConfig(num_classes=21841, norm_eps=1e-45, embed_dim=MAX_WIDTH // 8, num_heads=1,
+               input_size=(1, 32, 32))
+    assert MAX_BLOCKS >= 48 and MAX_CLASSES >= 21841 and MAX_WIDTH >= 4096

@@ -42,7 +42,13 @@ from mvit_lab.dashboards.tables import (
     format_ladder_view,
     ladder_view,
 )
-from mvit_lab.dashboards.views import check_finished, default_views, front_info, parallel_info
+from mvit_lab.dashboards.views import (
+    check_finished,
+    default_views,
+    front_info,
+    live_status,
+    parallel_info,
+)
 
 __all__ = ["create_app"]
 
@@ -161,8 +167,7 @@ def create_app(tracking_uri: str | None = None, experiment: str | None = None,
                          for s in sweep.sweeps]
         new_state = dict(experiment=chosen, sweep=sweep.parent_run_id,
                          fingerprint=sweep.fingerprint)
-        live = (f"live: {sweep.counts.get('running', 0)} running, refreshes every "
-                f"{refresh_s:g} s; checked {now}")
+        live = f"{live_status(sweep, rows)}; refreshes every {refresh_s:g} s; checked {now}"
         meta = (f"{sweep.mode or 'unknown'} search; trials: {sweep.describe_counts()}; "
                 "objectives: " + ", ".join(f"{o.name} ({o.sense})" for o in sweep.objectives)
                 + f"; base architecture from {sweep.base_source}")

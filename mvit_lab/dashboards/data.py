@@ -226,6 +226,7 @@ class Sweep:
     counts: dict[str, int]
     fingerprint: str
     sweeps: list[dict[str, Any]] = field(default_factory=list)  # every sweep of the experiment
+    parent_status: str | None = None  # the sweep's parent run: running while its driver runs
 
     @property
     def running(self) -> bool:
@@ -377,9 +378,10 @@ def load_sweep(uri: str, experiment: str, parent_run_id: str | None = None,
                         f"{parent_run_id!r}")
     parent_row = runs[runs["run_id"] == parent_run_id]
     parent: dict[str, str] = {}
-    mode = order = None
+    mode = order = parent_status = None
     if len(parent_row):
         row = parent_row.iloc[0]
+        parent_status = _MLFLOW_STATUS.get(row.get("status"), str(row.get("status")).lower())
         parent = {c[len("param."):]: row[c] for c in row.index
                   if c.startswith("param.") and isinstance(row[c], str)}
         mode = _text(row.get("tag.search_mode"))
@@ -403,7 +405,8 @@ def load_sweep(uri: str, experiment: str, parent_run_id: str | None = None,
                  parent_run_id=parent_run_id, name=chosen["name"], mode=mode,
                  objectives=objectives, base=base, base_source=base_source,
                  records=_trial_records(trials, objectives, base), counts=_counts(trials),
-                 fingerprint=_fingerprint(_sweep_frame(runs, parent_run_id)), sweeps=sweeps)
+                 fingerprint=_fingerprint(_sweep_frame(runs, parent_run_id)), sweeps=sweeps,
+                 parent_status=parent_status)
 
 
 class StoreReader:

@@ -45,6 +45,10 @@ table.data { border-collapse: collapse; margin: 1em 0 0.2em; font-size: 0.9em; }
 table.data caption { text-align: left; font-weight: bold; padding-bottom: 0.3em; }
 table.data th, table.data td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; }
 table.data th { background: #f4f4f4; }
+/* long cells (a point's knobs, a run id) wrap rather than push the table past the page; the
+   wrapper scrolls whatever still does not fit */
+.table-wrap { max-width: 100%; overflow-x: auto; }
+table.data td { overflow-wrap: anywhere; }
 """
 
 

@@ -83,9 +83,16 @@ def ablation_views(sweep: Sweep, metric: str | None = None) -> list[dict[str, An
     return views
 
 
+def _mean_pm(mean: float, spread: float, n: int, show_n: bool = True) -> str:
+    """``mean ± spread (n)``; one trial has no spread to show: ``mean (n = 1)``."""
+    if n < 2:
+        return f"{mean:.2f} (n = {n})" if show_n else f"{mean:.2f}"
+    return f"{mean:.2f} ± {spread:.2f}" + (f" ({n})" if show_n else "")
+
+
 def format_ablation_view(view: dict[str, Any]) -> dict[str, Any]:
-    rows = [[_fmt(r["level"]), str(r["n"]),
-             f"{r['mean']:.2f} ± {r['ci95']:.2f}", f"{r['std']:.2f}",
+    rows = [[_fmt(r["level"]), str(r["n"]), _mean_pm(r["mean"], r["ci95"], r["n"], False),
+             f"{r['std']:.2f}" if r["n"] > 1 else "-",
              "baseline" if r["baseline"] else f"{r['diff']:+.2f}"] for r in view["rows"]]
     return dict(title=f"Ablation: {view['factor']}",
                 columns=[view["factor"], "n", f"{view['metric']} (mean ± 95% CI)", "std",
@@ -109,7 +116,7 @@ def ladder_view(sweep: Sweep, metric: str | None = None) -> list[dict[str, Any]]
 
 def format_ladder_view(rows: list[dict[str, Any]], metric: str = "val_top1") -> dict[str, Any]:
     out = [[str(r["step"]), str(r["name"]),
-            f"{r['mean']:.2f} ± {r['std']:.2f} ({r['seeds']})", _fmt(r["gflops"]),
+            _mean_pm(r["mean"], r["std"], r["seeds"]), _fmt(r["gflops"]),
             f"{r['throughput']:.1f}", f"{r['speedup']:.2f}x"] for r in rows]
     return dict(title="Ladder (the Hiera paper's Table 1)",
                 columns=["step", "name", f"{metric} (mean ± std, n)", "GFLOPs",
@@ -124,5 +131,5 @@ def to_html(table: dict[str, Any]) -> str:
     body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>"
                    for row in table["rows"])
     note = f'<p class="note">{esc(table["note"])}</p>' if table.get("note") else ""
-    return (f'<table class="data"><caption>{esc(table["title"])}</caption>'
-            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}")
+    return (f'<div class="table-wrap"><table class="data"><caption>{esc(table["title"])}'
+            f"</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>{note}")

@@ -14,7 +14,7 @@ from mvit_lab.plots.parallel import _get_parallel_info
 from mvit_lab.plots.pareto import _get_front_info
 from mvit_lab.search.records import cost_labels
 
-__all__ = ["check_finished", "default_views", "front_info", "parallel_info"]
+__all__ = ["check_finished", "default_views", "front_info", "live_status", "parallel_info"]
 
 View = tuple[str, str, "str | None"]  # x, y, colour
 # measured on a device (labelled with it), unlike GFLOPs and params
@@ -32,6 +32,26 @@ def default_views(sweep: Sweep, count: int = 2) -> list[View]:
         rest = [n for n in names if n not in (x, y)]
         views.append((x, y, rest[0] if rest else None))
     return views
+
+
+def live_status(sweep: Sweep, overview_rows: list[dict[str, Any]]) -> str:
+    """The header's live line: trials running in the sweep shown, whether its driver still
+    runs between trials, and trials running anywhere else in the store (which the experiments
+    table counts too)."""
+    here = sweep.counts.get("running", 0)
+    text = f"live: {here} running in this sweep"
+    if not here and sweep.parent_status == "running":
+        text += " (its driver is running: trials starting or between trials)"
+    elsewhere = []
+    for row in overview_rows:
+        n = row["counts"].get("running", 0) - (here if row["name"] == sweep.experiment else 0)
+        if n > 0:
+            where = "other sweeps of this experiment" if row["name"] == sweep.experiment \
+                else row["name"]
+            elsewhere.append(f"{n} in {where}")
+    if elsewhere:
+        text += "; also running: " + ", ".join(elsewhere)
+    return text
 
 
 def check_finished(sweep: Sweep) -> list[dict[str, Any]]:

@@ -3,7 +3,8 @@
 ``_get_parallel_info`` gives plain data (one axis per knob, then one per metric);
 ``_render_parallel`` draws it; ``plot_parallel`` is the public call. Knobs with non-numeric
 levels (``pool_mode``, a ``depths`` list) become categorical axes: levels sorted, placed at
-0, 1, 2, ... and labelled.
+0, 1, 2, ... and labelled; a list is labelled compactly (``1,2,7,2``; booleans ``T`` / ``F``),
+since plotly draws a categorical axis's labels beside it, into its neighbours' space.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import json
 import math
 from collections.abc import Sequence
 from typing import Any
+
+from mvit_lab.plots._scale import flat_range
 
 __all__ = ["plot_parallel"]
 
@@ -26,6 +29,17 @@ def _number(v: Any) -> float | None:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         return None
     return float(v)
+
+
+def _tick(value: Any) -> str:
+    """A short label of a level: ``[1, 2, 7, 2]`` -> ``1,2,7,2``, ``[true, false]`` -> ``T,F``."""
+    if isinstance(value, bool):
+        return "T" if value else "F"
+    if isinstance(value, list):
+        return ",".join(_tick(v) for v in value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _get_parallel_info(records: list[dict[str, Any]], knobs: Sequence[str],
@@ -43,11 +57,14 @@ def _get_parallel_info(records: list[dict[str, Any]], knobs: Sequence[str],
         levels = sorted({json.dumps(v, sort_keys=True) for v in values})
         dims.append(dict(label=knob,
                          values=[levels.index(json.dumps(v, sort_keys=True)) for v in values],
-                         ticks=[json.loads(t) if t.startswith('"') else t for t in levels]))
+                         ticks=[_tick(json.loads(t)) for t in levels]))
     for metric in metrics:
         dims.append(dict(label=metric, values=[float(r[metric]) for r in rows], ticks=None))
-    return dict(dimensions=dims, color=color,
-                color_values=[float(r[color]) for r in rows] if color in metrics else None,
+    color_values = [float(r[color]) for r in rows] if color in metrics else None
+    lo_hi = None
+    if color_values:
+        lo_hi = flat_range(color_values) or (min(color_values), max(color_values))
+    return dict(dimensions=dims, color=color, color_values=color_values, color_range=lo_hi,
                 run_ids=[r.get("run_id") for r in rows], n=len(rows))
 
 
@@ -63,9 +80,10 @@ def _render_parallel(info: dict[str, Any]) -> Any:
         dims.append(dim)
     line: dict[str, Any] = dict(color="#1f77b4")
     if info["color_values"] is not None:
-        line = dict(color=info["color_values"], colorscale="Viridis", showscale=True,
-                    colorbar=dict(title=dict(text=info["color"])))
-    fig = go.Figure(go.Parcoords(dimensions=dims, line=line))
+        lo, hi = info["color_range"]
+        line = dict(color=info["color_values"], colorscale="Viridis", showscale=True, cmin=lo,
+                    cmax=hi, colorbar=dict(title=dict(text=info["color"])))
+    fig = go.Figure(go.Parcoords(dimensions=dims, line=line, tickfont=dict(size=10)))
     title = f"knobs → metrics ({info['n']} finished trials)"
     fig.update_layout(title=dict(text=title), template="plotly_white",
                       margin=dict(l=80, r=80, t=80, b=40))

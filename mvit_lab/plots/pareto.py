@@ -8,6 +8,10 @@ by the attainment staircase, every other point is faded. With more than two obje
 on the front of all of them that the two axes alone dominate are drawn as diamonds, and a third
 metric can colour every point. Hovering a point shows how its architecture differs from the
 search space's base (the record's ``diff``: ``(knob, base value, value)`` triples).
+
+Legend swatches have fixed colours (the front blue with an outline, the rest grey) in every
+view, whatever colour scale the points take. An axis or colour scale whose values are all equal
+gets an explicit range around that value, never plotly's ``v - 1 .. v + 1`` (negative GFLOPs).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import json
 import math
 from typing import Any
 
+from mvit_lab.plots._scale import flat_range
 from mvit_lab.search.pareto import Objective, front_ranks, pareto_front
 
 __all__ = ["plot_front"]
@@ -66,7 +71,9 @@ def _get_front_info(records: list[dict[str, Any]], objectives: tuple[Objective, 
     colors = [p["color"] for p in points if p["color"] is not None]
     return dict(
         x=x.name, y=y.name, x_sense=x.sense, y_sense=y.sense, color=color,
-        color_range=(min(colors), max(colors)) if colors else None,
+        color_range=(flat_range(colors) or (min(colors), max(colors))) if colors else None,
+        x_range=flat_range([p["x"] for p in points]),
+        y_range=flat_range([p["y"] for p in points]),
         objectives=[o.name for o in objectives], points=points,
         front=sorted((p["x"], p["y"]) for p in points if p["on_front"]),
         # the best y reachable at each x: flat until the next front point (x min) or up to it
@@ -91,6 +98,10 @@ def _hover(p: dict[str, Any], info: dict[str, Any]) -> str:
     return "<br>".join(lines)
 
 
+# legend swatches: one colour per kind of point in every view (a colour scale colours the points)
+_SWATCH = {"dominated": "#7f7f7f", "all": "#7f7f7f", "axes": "#1f77b4"}
+
+
 def _render_front(info: dict[str, Any]) -> Any:
     import plotly.graph_objects as go
 
@@ -101,30 +112,36 @@ def _render_front(info: dict[str, Any]) -> Any:
                                  line=dict(shape=info["line_shape"], dash="dot", color="#444"),
                                  hoverinfo="skip", showlegend=False))
     full = len(info["objectives"]) > 2
-    groups = [("dominated", lambda p: not p["on_front"] and not (full and p["rank"] == 0),
+    groups = [("dominated", "dominated",
+               lambda p: not p["on_front"] and not (full and p["rank"] == 0),
                dict(size=8, opacity=0.35, symbol="circle")),
-              (f"front of all {len(info['objectives'])} objectives",
+              ("all", f"front of all {len(info['objectives'])} objectives",
                lambda p: full and not p["on_front"] and p["rank"] == 0,
                dict(size=11, opacity=0.6, symbol="diamond")),
-              (f"front of {info['y']} vs {info['x']}", lambda p: p["on_front"],
+              ("axes", f"front of {info['y']} vs {info['x']}", lambda p: p["on_front"],
                dict(size=13, opacity=1.0, symbol="circle",
                     line=dict(width=1.5, color="#222")))]
-    for i, (name, keep, marker) in enumerate(groups):
+    for i, (kind, name, keep, marker) in enumerate(groups):
         is_front = i == len(groups) - 1  # drawn last, on top; always present for the legend
         pts = [p for p in info["points"] if keep(p)]
         if not pts and not is_front:
             continue
+        # the legend's entry: a point-less trace with the swatch colour
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name,
+                                 legendgroup=kind, hoverinfo="skip",
+                                 marker=dict(marker, color=_SWATCH[kind])))
         if info["color_range"] is not None:
             lo, hi = info["color_range"]
             marker = dict(marker, color=[p["color"] for p in pts], colorscale="Viridis",
                           cmin=lo, cmax=hi, showscale=is_front,
                           colorbar=dict(title=dict(text=info["color"])))
         else:
-            marker = dict(marker, color="#1f77b4" if is_front else "#7f7f7f")
+            marker = dict(marker, color=_SWATCH[kind])
         fig.add_trace(go.Scatter(
             x=[p["x"] for p in pts], y=[p["y"] for p in pts], mode="markers", name=name,
-            marker=marker, text=[_hover(p, info) for p in pts],
-            customdata=[p["run_id"] for p in pts], hovertemplate="%{text}<extra></extra>"))
+            legendgroup=kind, showlegend=False, marker=marker,
+            text=[_hover(p, info) for p in pts], customdata=[p["run_id"] for p in pts],
+            hovertemplate="%{text}<extra></extra>"))
     if not info["points"]:
         fig.add_annotation(text=f"no finished trials with both {info['x']} and {info['y']}",
                            showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
@@ -132,6 +149,10 @@ def _render_front(info: dict[str, Any]) -> Any:
                       yaxis_title=info["y"], template="plotly_white", hovermode="closest",
                       legend=dict(orientation="h", yanchor="bottom", y=-0.3),
                       margin=dict(l=60, r=20, t=50, b=40))
+    if info.get("x_range"):
+        fig.update_xaxes(range=list(info["x_range"]))
+    if info.get("y_range"):
+        fig.update_yaxes(range=list(info["y_range"]))
     return fig
 
 

@@ -44,13 +44,13 @@ def test_front_of_the_axes_and_ranks_over_all_objectives():
 def test_render_draws_front_dominated_and_staircase():
     fig = _render_front(_get_front_info(RECORDS, (ACC, COST, SPEED), x=COST, y=ACC,
                                         color="throughput"))
-    names = [t.name for t in fig.data]
-    assert names == ["front", "dominated", "front of all 3 objectives",
-                     "front of val_top1 vs gflops"]
+    points = [t for t in fig.data if t.customdata is not None]
+    assert [t.name for t in points] == ["dominated", "front of all 3 objectives",
+                                        "front of val_top1 vs gflops"]
     assert list(fig.data[-1].customdata) == ["r1", "r2"]
-    assert list(fig.data[2].customdata) == ["r3"]
+    assert list(points[1].customdata) == ["r3"]
     # one colour scale shared by every trace, so colours compare across them
-    assert {(t.marker.cmin, t.marker.cmax) for t in fig.data[1:]} == {(1.0, 50.0)}
+    assert {(t.marker.cmin, t.marker.cmax) for t in points} == {(1.0, 50.0)}
     assert "pool_mode: conv → max" in fig.data[-1].text[0]
     assert "the search space's base" in fig.data[-1].text[1]
     assert "plotly" in fig.to_html(include_plotlyjs=False)
@@ -59,3 +59,38 @@ def test_render_draws_front_dominated_and_staircase():
 def test_render_without_points_says_so():
     fig = _render_front(_get_front_info(RECORDS[3:4], (ACC, COST), x=COST, y=ACC))
     assert "no finished trials" in fig.layout.annotations[0].text
+
+
+def _legend(fig):
+    return {t.name: (t.marker.color, t.marker.symbol) for t in fig.data
+            if t.showlegend is not False}
+
+
+def test_legend_swatches_do_not_take_colours_from_the_colour_scale():
+    """The front's swatch was the first front point's scale colour (yellow in one view, blue
+    in another)."""
+    plain = _render_front(_get_front_info(RECORDS, (ACC, COST, SPEED), x=COST, y=ACC))
+    scaled = _render_front(_get_front_info(RECORDS, (ACC, COST, SPEED), x=COST, y=ACC,
+                                           color="throughput"))
+    assert _legend(plain) == _legend(scaled) == {
+        "dominated": ("#7f7f7f", "circle"), "front of all 3 objectives": ("#7f7f7f", "diamond"),
+        "front of val_top1 vs gflops": ("#1f77b4", "circle")}
+    # the points themselves keep the scale, and are not in the legend twice
+    front = scaled.data[-1]
+    assert list(front.marker.color) == [10.0, 20.0] and front.showlegend is False
+
+
+def test_equal_values_get_a_range_around_them_not_below_zero():
+    """All trials at one GFLOPs drew an axis (and a colour bar) from about -1 to +1."""
+    same = [dict(r, gflops=0.0011, throughput=2100.0) for r in RECORDS]
+    info = _get_front_info(same, (ACC, COST, SPEED), x=COST, y=ACC, color="throughput")
+    lo, hi = info["x_range"]
+    assert 0 < lo < 0.0011 < hi < 0.0012 and info["y_range"] is None
+    assert info["color_range"] == (1995.0, 2205.0)
+    fig = _render_front(info)
+    assert tuple(fig.layout.xaxis.range) == info["x_range"]
+    assert fig.data[-1].marker.cmin == 1995.0
+    zero = _get_front_info([dict(r, gflops=0.0) for r in RECORDS], (ACC, COST), x=COST, y=ACC)
+    assert zero["x_range"] == (0.0, 1.0)
+    # different values: plotly's autorange
+    assert _get_front_info(RECORDS, (ACC, COST), x=COST, y=ACC)["x_range"] is None
