@@ -102,6 +102,11 @@ class SweepProgress(Callback):
         done = [t for t in trials if t.status in _DONE]
         self.ended.update(t.trial_id for t in done)
         self.before = len(done)
+        for t in done:  # the status line counts them too
+            status = "failed" if t.status == "ERROR" else (t.last_result or {}).get(
+                "status", "finished")
+            status = "interrupted" if status == "running" else status
+            self.counts[status] = self.counts.get(status, 0) + 1
         if done:
             self.write(f"resumed: {len(done)} of {self.total} trials had ended; running the rest")
 
