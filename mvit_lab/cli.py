@@ -273,8 +273,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"MAE pretraining: {p.epochs} epochs, mask ratio {p.ratio_for(video)}, decoder "
               f"{p.decoder_depth} x {p.decoder_dim} ({p.decoder_heads} heads); then "
               f"fine-tuning", flush=True)
-    result = train(exp, out, resume=args.resume, callback=_epoch_table(columns),
-                   pretrain_callback=_epoch_table(pretrain_columns))
+    try:
+        result = train(exp, out, resume=args.resume, callback=_epoch_table(columns),
+                       pretrain_callback=_epoch_table(pretrain_columns))
+    except KeyboardInterrupt:
+        print(_interrupted_train(out), file=sys.stderr, flush=True)
+        return 130
     final = result.final
     for report in result.data_reports:
         skipped = sum(len(v) for v in report["skipped"].values())
@@ -290,6 +294,26 @@ def cmd_train(args: argparse.Namespace) -> int:
                 "params", "device"] + (["val_top1_shuffled"] if video else [])
         print(json.dumps({k: final[k] for k in keys} | {"out_dir": out}))
     return 0
+
+
+def _interrupted_train(out: str) -> str:
+    """What a Ctrl-C during ``train`` kept: the epochs in the run folder's checkpoints."""
+    from pathlib import Path
+
+    def epochs(name: str) -> int:
+        try:
+            return len(json.loads((Path(out) / name).read_text()))
+        except (OSError, ValueError):
+            return 0
+
+    fine_tuned, pretrained = epochs("metrics.json"), epochs("pretrain_metrics.json")
+    if fine_tuned:
+        return (f"interrupted after epoch {fine_tuned} (checkpoint saved in {out}); continue "
+                "with --resume")
+    if pretrained:
+        return (f"interrupted after MAE pretraining epoch {pretrained} (checkpoint saved in "
+                f"{out}); continue with --resume")
+    return "interrupted before the first epoch ended (nothing saved); run it again"
 
 
 def _epoch_table(columns: list[str]) -> Callable[[dict], None]:
@@ -328,14 +352,31 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"sweep {exp.name}: {n} trials ({sweep.algorithm}), objectives "
           + ", ".join(f"{o.name} {o.sense}" for o in sweep.objectives)
           + f"; tracking {sweep.tracking_uri}", flush=True)
-    result = run_sweep(exp, resume=args.resume or args.retry_failed, address=args.address,
-                       retry_failed=args.retry_failed)
+    for warning in sweep.warnings:
+        print(f"warning: {warning}", flush=True)
+    terminal = sys.stdout  # the libraries' output goes to the sweep's log unless --verbose
+
+    def progress(line: str) -> None:
+        print(line, file=terminal, flush=True)
+
+    try:
+        result = run_sweep(exp, resume=args.resume or args.retry_failed, address=args.address,
+                           retry_failed=args.retry_failed, progress=progress,
+                           quiet=not args.verbose, status_every_s=args.status_every)
+    except KeyboardInterrupt as err:
+        counts = getattr(err, "counts", None)
+        done = f" ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))})" if counts \
+            else ""
+        print(f"interrupted{done}; continue with `mvit-lab sweep {args.experiment} --resume`",
+              file=sys.stderr, flush=True)
+        return 130
     from mvit_lab.dashboards import log_sweep_report
     from mvit_lab.search.records import cost_summary
 
     log_sweep_report(result)
     counts = ", ".join(f"{v} {k}" for k, v in sorted(result["counts"].items()))
-    print(f"trials: {counts}")
+    print(f"trials: {counts}" + ("" if args.verbose else
+                                 f"   (library output: {result['log_file']})"))
     print(cost_summary(result["records"]))
     names = [o.name for o in sweep.objectives]
     extra = [k for k in ("gflops", "params", "throughput") if k not in names]
@@ -367,6 +408,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_pareto(args: argparse.Namespace) -> int:
     from mvit_lab.experiment import check_objectives, load_experiment
+    from mvit_lab.search.metrics import check_metric_names
     from mvit_lab.search.pareto import front_table
     from mvit_lab.search.records import cost_summary, sweep_records
     from mvit_lab.search.sweep import parse_sweep
@@ -375,9 +417,16 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     sweep = parse_sweep(exp)
     objectives = check_objectives(args.objectives, "--objectives", args.objectives) \
         if args.objectives else sweep.objectives
+    if args.objectives:
+        check_metric_names([o.name for o in objectives], "--objectives",
+                           video=exp.data.is_video, pretrain=exp.pretrain is not None)
     runs = _sweep_runs(args.experiment, sweep)
     if "parent_run_id" in runs:
         runs = runs[runs["parent_run_id"].notna()]  # trials, not the sweeps' parent runs
+    missing = [o.name for o in objectives if len(runs) and f"metric.{o.name}" not in runs]
+    if args.objectives and missing:  # e.g. a metric added after these trials ran
+        raise ValueError(f"--objectives: no trial of MLflow experiment "
+                         f"{sweep.mlflow_experiment!r} has recorded {missing[0]}")
     records = sweep_records(runs, objectives)
     front = front_table(records, objectives)
     if args.json:
@@ -565,6 +614,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-failed", action="store_true",
                    help="resume, and run the failed trials again from their last checkpoint")
     p.add_argument("--address", help="an existing Ray cluster (ray://host:10001 or host:6379)")
+    p.add_argument("--verbose", action="store_true", help="show MLflow's, Ray's and Optuna's "
+                   "output too (default: only in the sweep folder's sweep.log)")
+    p.add_argument("--status-every", type=float, default=60.0, metavar="SECONDS",
+                   help="how often to print the sweep's status line (default: 60)")
     p.set_defaults(func=cmd_sweep)
     p = sub.add_parser("measure", help="re-measure a sweep's architectures one at a time on "
                        "one device and write the costs back to its trials")

@@ -29,8 +29,10 @@ import json
 import logging
 import math
 import numbers
+import os
 import time
 from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -48,10 +50,12 @@ __all__ = [
     "flatten_params",
     "list_experiments",
     "metric_history",
+    "parent_runs_named",
     "resolve_tracking_uri",
     "run_url",
     "runs_dataframe",
     "sqlite_path",
+    "store_lock",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -128,20 +132,69 @@ def _artifact_location(tracking_uri: str) -> str | None:
 
 
 # -- experiments ----------------------------------------------------------------------------------
+# MLflow 3's UI files an experiment without this tag under its GenAI views (traces,
+# "Evaluation runs"); "custom_model_development" shows the runs as ordinary training runs. The
+# values are the UI's ExperimentKind enum (mlflow/server/js), also named in mlflow's
+# assistant/skills/mlflow-onboarding/SKILL.md.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+STORE_LOCK_TIMEOUT_S = 300.0
+
+
+@contextmanager
+def store_lock(tracking_uri: str, timeout_s: float = STORE_LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Serialise processes on a SQLite store: an exclusive flock on ``<db>.lock`` beside the file.
+
+    MLflow creates and migrates a fresh SQLite store on first open; two drivers doing that at
+    once race in Alembic and one dies. Other stores (servers) serialise themselves: a no-op.
+    """
+    path = sqlite_path(resolve_tracking_uri(tracking_uri))
+    if path is None:
+        yield
+        return
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.with_name(path.name + ".lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise ValueError(f"tracking_uri: {lock} stayed locked for {timeout_s:.0f} s "
+                                     "(another process is creating the store)") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # closing drops the flock
+
+
 def ensure_experiment(name: str, tracking_uri: str) -> str:
     """Create the experiment ``name`` if it does not exist and return its id.
 
     Call it on the driver before any trial starts: the first client to open a fresh SQLite store
-    runs the schema migration, which fails when concurrent processes race on it. Calling it
-    again (or from several processes once the store exists) returns the same id.
+    runs the schema migration, which fails when concurrent processes race on it, so the store is
+    opened under :func:`store_lock`. Calling it again (or from several processes once the store
+    exists) returns the same id. A new experiment is tagged as a model-training experiment
+    (:data:`EXPERIMENT_KIND_TAG`), so MLflow's UI lists its runs as training runs.
     """
     _check_name(name)
+    with store_lock(tracking_uri):
+        return _ensure_experiment(name, tracking_uri)
+
+
+def _ensure_experiment(name: str, tracking_uri: str) -> str:
     client = MlflowClient(resolve_tracking_uri(tracking_uri))
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         try:
             experiment_id = client.create_experiment(
-                name, artifact_location=_artifact_location(client.tracking_uri)
+                name, artifact_location=_artifact_location(client.tracking_uri),
+                tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND},
             )
             _logger.info("created MLflow experiment %r (id %s)", name, experiment_id)
             return experiment_id
@@ -155,6 +208,8 @@ def ensure_experiment(name: str, tracking_uri: str) -> str:
             f"experiment {name!r} exists but is deleted; restore it (mlflow experiments restore) "
             "or purge it (mlflow gc) before reusing the name"
         )
+    if EXPERIMENT_KIND_TAG not in experiment.tags:  # made before the tag; a user's kind stays
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     return experiment.experiment_id
 
 
@@ -535,6 +590,18 @@ def runs_dataframe(
         frame = frame[list(RUN_COLUMNS) + extra]
     frame.attrs["experiment_id"] = experiment_id
     return frame
+
+
+def parent_runs_named(tracking_uri: str, experiment_name: str, run_name: str) -> list[Run]:
+    """The active top-level runs (sweeps' parent runs) of the experiment called ``run_name``,
+    oldest first; none if the experiment does not exist."""
+    client = MlflowClient(resolve_tracking_uri(tracking_uri))
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None or experiment.lifecycle_stage != "active":
+        return []
+    filter_string = f"attributes.run_name = {_filter_literal(run_name, 'run_name')}"
+    return [r for r in _search(client, experiment.experiment_id, filter_string)
+            if PARENT_TAG not in r.data.tags]
 
 
 def _timestamp(ms: int | None) -> pd.Timestamp:

@@ -104,6 +104,58 @@ def test_ensure_experiment_is_idempotent(uri, tmp_path):
         ensure_experiment("", uri)
 
 
+def test_experiments_are_filed_as_model_training_not_genai(uri):
+    """MLflow 3's UI lists an experiment without ``mlflow.experimentKind`` under its GenAI
+    "Evaluation runs"; ours are training runs. A kind set by the user is kept."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    new = client.get_experiment(ensure_experiment(EXPERIMENT, uri))
+    assert new.tags["mlflow.experimentKind"] == "custom_model_development"
+    old = client.create_experiment("made-before")  # an experiment from an older mvit-lab
+    ensure_experiment("made-before", uri)
+    assert client.get_experiment(old).tags["mlflow.experimentKind"] == \
+        "custom_model_development"
+    mine = client.create_experiment("mine", tags={"mlflow.experimentKind": "finetuning"})
+    ensure_experiment("mine", uri)
+    assert client.get_experiment(mine).tags["mlflow.experimentKind"] == "finetuning"
+
+
+def test_store_creation_waits_for_the_lock_beside_the_database(tmp_path):
+    """Two drivers creating one fresh SQLite store race on MLflow's migration: creation holds
+    an exclusive flock on ``<db>.lock``, so a second process waits instead of dying."""
+    import fcntl
+    import threading
+
+    db = tmp_path / "mlruns.db"
+    held = open(tmp_path / "mlruns.db.lock", "w")
+    fcntl.flock(held, fcntl.LOCK_EX)  # another driver is creating the store
+    done = []
+    worker = threading.Thread(target=lambda: done.append(
+        ensure_experiment(EXPERIMENT, default_tracking_uri(tmp_path))))
+    worker.start()
+    time.sleep(1.0)
+    assert worker.is_alive() and not done and not db.exists()  # waited, touched nothing
+    held.close()  # the other driver is done
+    worker.join(timeout=120)
+    assert done and db.is_file()
+
+
+def test_two_processes_create_one_fresh_store(tmp_path):
+    """The race itself: three processes open one fresh store at once; all succeed."""
+    code = ("import sys, time; from mvit_lab.tracking import ensure_experiment; "
+            "time.sleep(max(0.0, float(sys.argv[1]) - time.time())); "
+            "print(ensure_experiment(sys.argv[2], sys.argv[3]))")
+    uri = default_tracking_uri(tmp_path)
+    start = time.time() + 8  # after the imports of all three
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(start), f"exp{i}", uri],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(3)]
+    outs = [p.communicate(timeout=180) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-800:] for _, err in outs]
+    assert len({out.strip() for out, _ in outs}) == 3
+
+
 def test_tracker_needs_an_existing_experiment(uri):
     with pytest.raises(ValueError, match=r"experiment 'nope' does not exist.*ensure_experiment"):
         Tracker(uri, "nope")

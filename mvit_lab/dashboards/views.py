@@ -12,14 +12,12 @@ from typing import Any
 from mvit_lab.dashboards.data import DataError, Sweep
 from mvit_lab.plots.parallel import _get_parallel_info
 from mvit_lab.plots.pareto import _get_front_info
-from mvit_lab.search.records import cost_labels
+from mvit_lab.search.records import COST_METRICS, cost_labels
 
 __all__ = ["check_finished", "default_views", "front_info", "live_status", "parallel_info"]
 
 View = tuple[str, str, "str | None"]  # x, y, colour
-# measured on a device (labelled with it), unlike GFLOPs and params
-COST_METRICS = {"throughput", "train_throughput", "latency_ms", "train_latency_ms",
-                "peak_memory_mb", "train_peak_memory_mb"}
+
 
 
 def default_views(sweep: Sweep, count: int = 2) -> list[View]:

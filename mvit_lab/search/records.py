@@ -15,7 +15,7 @@ from typing import Any
 
 from mvit_lab.search.pareto import Objective
 
-__all__ = ["COST_TAGS", "SPACE_ARTIFACT", "cost_labels", "cost_summary", "param_value",
+__all__ = ["COST_METRICS", "COST_TAGS", "SPACE_ARTIFACT", "cost_labels", "cost_summary", "param_value",
            "sweep_records"]
 
 SPACE_ARTIFACT = "search_space.json"  # the resolved search space, on the parent run
@@ -23,6 +23,9 @@ SPACE_ARTIFACT = "search_space.json"  # the resolved search space, on the parent
 # the metrics every record carries (None when a trial did not log them)
 METRICS = ("gflops", "params", "throughput", "train_throughput", "latency_ms",
            "peak_memory_mb", "train_peak_memory_mb", "val_top1", "val_top5")
+# measured on a device (labelled with it, see COST_TAGS), unlike GFLOPs and params
+COST_METRICS = frozenset({"throughput", "latency_ms", "peak_memory_mb", "train_throughput",
+                          "train_latency_ms", "train_peak_memory_mb"})
 # where each cost figure came from: device, dtype, batch and timing protocol
 COST_TAGS = ("cost_device", "cost_dtype", "cost_batch", "cost_protocol", "cost_by")
 

@@ -26,7 +26,7 @@ import dataclasses
 import json
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,12 +34,22 @@ from typing import Any
 from mvit_lab.config import ArchConfig
 from mvit_lab.configfile import safe_load
 from mvit_lab.experiment import Experiment
+from mvit_lab.search._driver import (
+    SweepInterrupted,
+    catch_interrupts,
+    check_local_gpus,
+    check_state,
+    claim_name,
+    counts_by_status,
+)
+from mvit_lab.search._space_check import REFUSE_FRACTION, check_params_space
+from mvit_lab.search.metrics import check_metric_names
 from mvit_lab.search.pareto import Objective, front_table, parse_objectives
-from mvit_lab.search.records import SPACE_ARTIFACT, sweep_records
+from mvit_lab.search.records import COST_METRICS, SPACE_ARTIFACT, sweep_records
 from mvit_lab.search.space import Point, SearchSpace, parse_space, validate_points
 from mvit_lab.search.trial import TrialSpec, run_trial, trial_id
 
-__all__ = ["SweepConfig", "parse_sweep", "run_sweep"]
+__all__ = ["SweepConfig", "SweepInterrupted", "parse_sweep", "run_sweep"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +72,7 @@ class SweepConfig:
     tracking_uri: str
     mlflow_experiment: str
     measure: dict[str, Any] = dataclasses.field(default_factory=dict)
+    warnings: tuple[str, ...] = ()  # one line each, for the user (e.g. unbuildable draws)
 
 
 def _section(tree: dict[str, Any], name: str, known: set[str]) -> dict[str, Any]:
@@ -107,7 +118,23 @@ def parse_sweep(exp: Experiment) -> SweepConfig:
     problems = validate_points(space, exp.model, check)
     if problems:
         raise ValueError(f"search: {len(problems)} point(s) cannot build: " + "; ".join(problems))
+    warnings = []
+    if space.mode == "params":
+        checked = check_params_space(space, exp.model, check)
+        if checked.exhaustive and checked.problems:
+            more = len(checked.problems) - 5
+            raise ValueError(f"search.params: {checked.bad} of {checked.checked} points cannot "
+                             "build: " + "; ".join(checked.problems[:5])
+                             + (f"; and {more} more" if more > 0 else ""))
+        if checked.fraction_bad > REFUSE_FRACTION:
+            raise ValueError(f"search.params: {checked.bad} of {checked.checked} sampled points "
+                             f"({100 * checked.fraction_bad:.0f}%) cannot build, e.g. "
+                             + "; ".join(checked.problems[:3]))
+        if checked.warning():
+            warnings.append(checked.warning())
     objectives = parse_objectives(extra.get("objectives") or {"val_top1": "max"})
+    check_metric_names([o.name for o in objectives], "objectives", video=exp.data.is_video,
+                       pretrain=exp.pretrain is not None)
     default_alg = {"grid": "grid", "ladder": "ladder", "params": "tpe"}[space.mode]
     algorithm = extra.get("algorithm") or default_alg
     if algorithm not in ALGORITHMS:
@@ -139,15 +166,22 @@ def parse_sweep(exp: Experiment) -> SweepConfig:
                          "truncated values as complete; use none for multi-objective fronts")
     tracking = _section(extra, "tracking", {"uri", "experiment"})
     measure = parse_measure(extra.get("measure"), exp.path)
+    for o in objectives:  # a cost of a mode that is not measured is never reported
+        mode = "train" if o.name.startswith("train_") else "infer"
+        if o.name in COST_METRICS and mode not in measure["modes"]:
+            raise ValueError(f"objectives.{o.name}: measure.modes is {measure['modes']}, "
+                             f"which does not measure the {mode} step")
     return SweepConfig(
         space=space, space_tree=space_tree, objectives=objectives, algorithm=algorithm,
         samples=samples, seeds=seeds, concurrency=concurrency, time_s=time_s, cpus=cpus,
         gpus=gpus, scheduler=scheduler, tracking_uri=resolve_tracking_uri(tracking.get("uri")),
         mlflow_experiment=tracking.get("experiment") or exp.name, measure=measure,
+        warnings=tuple(warnings),
     )
 
 
 MEASURE_KEYS = {"batch", "dtype", "modes", "protocol", "cache", "lock_timeout"}
+
 
 
 def parse_measure(tree: Any, base: str | Path | None = None) -> dict[str, Any]:
@@ -280,8 +314,28 @@ def _trainable(config: dict[str, Any]) -> None:
     else:  # Optuna: the sampled knob values
         point = _sampled_point(space, {k: config[k] for k in space.params})
     spec = dataclasses.replace(spec, point=dataclasses.asdict(point))
-    run_trial(spec, report=lambda metrics: tune.report(
-        {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}))
+    stopped = []
+
+    def report(metrics: dict[str, Any]) -> None:
+        try:
+            tune.report({k: v for k, v in metrics.items() if isinstance(v, (int, float, str))})
+        except SystemExit:  # Ray stops the trial (Ctrl-C, a time budget): sys.exit(0)
+            stopped.append(True)
+            if metrics.get("status") in ("finished", "pruned"):
+                return  # its run is already recorded as ended: it stays so
+            raise _Stopped from None
+
+    try:
+        run_trial(spec, report=report)
+    except _Stopped:
+        raise SystemExit(0) from None  # what Ray's stop expects of the training thread
+    if stopped:
+        raise SystemExit(0)
+
+
+class _Stopped(KeyboardInterrupt):
+    """Ray stopped a trial mid-training. A KeyboardInterrupt, so ``run_trial`` records it as
+    interrupted (resumable), not as failed with ``SystemExit: 0``."""
 
 
 def _check_resources(sweep: SweepConfig) -> None:
@@ -296,45 +350,115 @@ def _check_resources(sweep: SweepConfig) -> None:
                          f"has {available.get('CPU', 0)} CPUs")
 
 
+def _describer(sweep: SweepConfig) -> Callable[[dict[str, Any]], str]:
+    """A trial's Ray config as its point's name (and seed, when there are several)."""
+    points = sweep.space.points()
+
+    def describe(config: dict[str, Any]) -> str:
+        if "point_index" in config:
+            name = points[config["point_index"]].name
+            return name + (f" seed={config['seed']}" if len(sweep.seeds) > 1 else "")
+        return _sampled_point(sweep.space, {k: config[k] for k in sweep.space.params}).name
+
+    return describe
+
+
 def run_sweep(exp: Experiment, *, resume: bool = False, address: str | None = None,
-              storage: str | Path = "runs/sweeps", retry_failed: bool = False) -> dict[str, Any]:
+              storage: str | Path = "runs/sweeps", retry_failed: bool = False,
+              progress: Callable[[str], None] | None = None, quiet: bool = False,
+              status_every_s: float = 60.0) -> dict[str, Any]:
     """Run (or ``resume``) the sweep; returns the parent run id, trial counts and the front.
 
     ``retry_failed`` (with ``resume``) also runs the trials that failed again, from their
     last checkpoint, in their MLflow runs: after a transient fault or a fix.
+
+    Everything is checked before anything is written: a refused sweep leaves no folder and no
+    MLflow run. One driver at a time holds the sweep's lock (``driver.lock`` in its folder).
+    ``progress`` receives one line per ended trial and a status line every ``status_every_s``
+    seconds; ``quiet`` sends the libraries' output (MLflow, Ray, Optuna) to ``sweep.log`` in
+    the sweep folder instead of the terminal. Ctrl-C raises :class:`SweepInterrupted` once
+    the trials' state is saved.
     """
     if retry_failed and not resume:
         raise ValueError("--retry-failed: only a resumed sweep has failed trials to retry")
     import ray
-    from ray import tune
 
-    from mvit_lab.tracking import Tracker, ensure_experiment, flatten_params
+    from mvit_lab.search._lock import SweepLock
+    from mvit_lab.search.progress import LibraryLog, quiet_libraries
 
     sweep = parse_sweep(exp)
     storage = Path(storage).resolve()
     sweep_dir = storage / exp.name
     state_file = sweep_dir / "sweep.json"
-    if resume and not state_file.is_file():
-        raise ValueError(f"--resume: no sweep to resume at {sweep_dir}")
-    if not resume and state_file.is_file():
-        raise ValueError(f"{sweep_dir}: a sweep of this name exists; use --resume to finish it "
-                         "or give the experiment another name")
-    ensure_experiment(sweep.mlflow_experiment, sweep.tracking_uri)
-    tracker = Tracker(sweep.tracking_uri, sweep.mlflow_experiment)
-    if resume:
-        state = json.loads(state_file.read_text())
-        parent = state["parent_run_id"]
-    else:
-        parent = tracker.start_parent(exp.name, flatten_params(dict(
-            experiment=exp.to_dict(), objectives={o.name: o.sense for o in sweep.objectives})),
-            dict(algorithm=sweep.algorithm, search_mode=sweep.space.mode,
-                 # MLflow returns params sorted by name: the objectives' order goes in a tag
-                 objectives=",".join(f"{o.name}:{o.sense}" for o in sweep.objectives)))
-        # the search space as it ran (the experiment may name it by a relative path)
-        tracker.log_dict(parent, sweep.space_tree, SPACE_ARTIFACT)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        state_file.write_text(json.dumps(dict(parent_run_id=parent, name=exp.name), indent=2))
+    write = progress or (lambda line: log.info("%s", line))
+    lock = SweepLock(sweep_dir)
+    if sweep_dir.is_dir():
+        lock.acquire()  # refused while another driver runs this sweep
+    sink = LibraryLog()
+    try:
+        if lock.stale:
+            write(f"the previous driver (pid {lock.stale.get('pid')} on "
+                  f"{lock.stale.get('host')}) ended without releasing the sweep; taking over")
+        check_state(state_file, sweep_dir, resume)
+        if not resume:
+            claim_name(exp, sweep, sweep_dir)  # checked again when the parent is created
+        if address is None and not ray.is_initialized():
+            check_local_gpus(sweep)
+        with quiet_libraries(sink, verbose=not quiet):
+            ray.init(address=address, ignore_reinit_error=True, include_dashboard=False,
+                     logging_level=logging.WARNING, log_to_driver=False)
+            _check_resources(sweep)
+            if not lock.held:
+                lock.acquire()  # a fresh sweep: its folder is made now, everything checked
+                check_state(state_file, sweep_dir, resume)
+            sink.open(sweep_dir / "sweep.log")
+            return _drive(exp, sweep, sweep_dir, resume, retry_failed, address, write,
+                          status_every_s)
+    finally:
+        lock.release()
+        sink.close()
+
+
+def _drive(exp: Experiment, sweep: SweepConfig, sweep_dir: Path, resume: bool,
+           retry_failed: bool, address: str | None, write: Callable[[str], None],
+           status_every_s: float) -> dict[str, Any]:
+    """The sweep once everything is checked and the lock is held: state, Tune, results."""
+    import socket
+
+    from ray import tune
+
+    from mvit_lab.search.progress import SweepProgress
+    from mvit_lab.tracking import (
+        Tracker,
+        ensure_experiment,
+        flatten_params,
+        runs_dataframe,
+        store_lock,
+    )
+
+    state_file = sweep_dir / "sweep.json"
     trials_dir = sweep_dir / "trials"
+    with _store_errors(exp, trials_dir, sweep):
+        ensure_experiment(sweep.mlflow_experiment, sweep.tracking_uri)
+        tracker = Tracker(sweep.tracking_uri, sweep.mlflow_experiment)
+        if resume:
+            state = json.loads(state_file.read_text())
+            parent = state["parent_run_id"]
+            tracker.start_parent(exp.name, {}, {}, run_id=parent)  # RUNNING again
+        else:
+            with store_lock(sweep.tracking_uri):  # two folders starting one name at once
+                claim_name(exp, sweep, sweep_dir)
+                parent = tracker.start_parent(exp.name, flatten_params(dict(
+                    experiment=exp.to_dict(),
+                    objectives={o.name: o.sense for o in sweep.objectives})),
+                    dict(algorithm=sweep.algorithm, search_mode=sweep.space.mode,
+                         # MLflow returns params sorted by name: the objectives' order in a tag
+                         objectives=",".join(f"{o.name}:{o.sense}" for o in sweep.objectives),
+                         sweep_dir=str(sweep_dir), driver_host=socket.gethostname()))
+            # the search space as it ran (the experiment may name it by a relative path)
+            tracker.log_dict(parent, sweep.space_tree, SPACE_ARTIFACT)
+            state_file.write_text(json.dumps(dict(parent_run_id=parent, name=exp.name),
+                                             indent=2))
     measure = dict(sweep.measure)
     measure["cache"] = measure.get("cache") or str(sweep_dir / "cost_cache")
     spec = dict(experiment={k: v for k, v in exp.to_dict().items()
@@ -346,32 +470,53 @@ def run_sweep(exp: Experiment, *, resume: bool = False, address: str | None = No
         _replay(trials_dir, sweep, exp)
     if retry_failed:  # a failed outcome is reused by later draws; a retry must run again
         _forget_failures(trials_dir)
-    ray.init(address=address, ignore_reinit_error=True, include_dashboard=False,
-             logging_level=logging.WARNING, log_to_driver=False)
+    total = len(sweep.space.points()) * len(sweep.seeds) if sweep.space.mode != "params" \
+        else sweep.samples
+    columns = tuple(dict.fromkeys([*(o.name for o in sweep.objectives), "gflops",
+                                   "throughput"]))
+    callback = SweepProgress(total, _describer(sweep), columns, write, every_s=status_every_s)
+    interrupted = False
     try:
-        _check_resources(sweep)
         trainable = tune.with_resources(_trainable, {"cpu": sweep.cpus, "gpu": sweep.gpus})
         if resume and tune.Tuner.can_restore(str(sweep_dir / "tune")):
             tuner = tune.Tuner.restore(str(sweep_dir / "tune"), trainable=trainable,
                                        resume_unfinished=True, resume_errored=False,
                                        restart_errored=retry_failed)
+            # Tuner.restore takes no RunConfig: the live progress callback goes in here
+            tuner._local_tuner.get_run_config().callbacks = [callback]
         else:
             tuner = tune.Tuner(trainable, param_space=_param_space(sweep, spec),
                                tune_config=_tune_config(sweep),
                                run_config=tune.RunConfig(
                                    name="tune", storage_path=str(sweep_dir), verbose=0,
+                                   callbacks=[callback],
                                    failure_config=tune.FailureConfig(max_failures=0)))
-        results = tuner.fit()
-        with _store_errors(exp, trials_dir, sweep):
-            _replay(trials_dir, sweep, exp)  # trials that lost the store during this run
-            _record_errors(results, sweep, tracker, parent, exp.to_dict().get("pretrain"))
+        with catch_interrupts() as ctrl_c:
+            results = tuner.fit()
+        interrupted = ctrl_c["requested"]  # Tune stopped, the unfinished trials resumable
+        if not interrupted:
+            with _store_errors(exp, trials_dir, sweep):
+                _replay(trials_dir, sweep, exp)  # trials that lost the store during this run
+                _record_errors(results, sweep, tracker, parent,
+                               exp.to_dict().get("pretrain"))
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before Tune took over the signal
+        interrupted = True
     finally:
         try:
             tracker.close_stale(parent)
-        except Exception as err:  # an unwritable store: the error above says what to do
+        except Exception as err:  # an unwritable store: the error raised says what to do
             log.warning("runs left RUNNING not closed: %s", err)
+    if interrupted:
+        with _store_errors(exp, trials_dir, sweep):
+            counts = counts_by_status(runs_dataframe(
+                sweep.tracking_uri, sweep.mlflow_experiment, parent_run_id=parent))
+            tracker.set_tags(parent, dict(status="interrupted"))
+            tracker.finish(parent, "KILLED")
+        raise SweepInterrupted(exp.name, parent, counts)
     with _store_errors(exp, trials_dir, sweep):
-        return _finish_sweep(sweep, tracker, parent)
+        result = _finish_sweep(sweep, tracker, parent)
+    result["log_file"] = str(sweep_dir / "sweep.log")
+    return result
 
 
 def _finish_sweep(sweep: SweepConfig, tracker: Any, parent: str) -> dict[str, Any]:

@@ -182,6 +182,13 @@ def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = 
         model_cfg = model_cfg.replace(num_classes=data.num_classes)
         exp = dataclasses.replace(exp, model=model_cfg)
         log.info("model.num_classes set to the dataset's %d classes", data.num_classes)
+    if out is not None and resume:  # the recipe it started with, before anything resumes
+        from mvit_lab.train._resume import check_resume_recipe
+
+        check_resume_recipe(out, exp)
+    if out is not None:  # recorded before pretraining too, so its resume is checked as well
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "experiment.json").write_text(json.dumps(exp.to_dict(), indent=2) + "\n")
     encoder, pretrain_history = None, []
     if exp.pretrain is not None:
         from mvit_lab.train.pretrain import pretrain
