@@ -15,8 +15,8 @@ from typing import Any
 
 from mvit_lab.search.pareto import Objective
 
-__all__ = ["COST_METRICS", "COST_TAGS", "SPACE_ARTIFACT", "cost_labels", "cost_summary", "param_value",
-           "sweep_records"]
+__all__ = ["COST_METRICS", "COST_TAGS", "SPACE_ARTIFACT", "cost_labels", "cost_summary",
+           "param_value", "sweep_records"]
 
 SPACE_ARTIFACT = "search_space.json"  # the resolved search space, on the parent run
 
