@@ -1,7 +1,8 @@
-"""Decoding images (Pillow) and videos (PyAV) into float tensors, and checking files up front."""
+"""Decoding images (Pillow) and videos (PyAV) into uint8 tensors, and checking files up front."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import av
@@ -10,8 +11,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-__all__ = ["clip_indices", "clip_starts", "decode_image", "decode_video", "normalise",
-           "probe_image", "probe_video", "resize", "to_clip_layout"]
+from mvit_lab.data._seek import decode_frames, read_index
+
+log = logging.getLogger(__name__)
+
+__all__ = ["clip_indices", "clip_starts", "count_frames", "decode_from_start", "decode_image",
+           "decode_video", "normalise", "probe_image", "probe_video", "resize",
+           "to_clip_layout"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -30,10 +36,10 @@ def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def decode_image(path: str | Path) -> torch.Tensor:
-    """An image file as ``[3, H, W]`` floats in [0, 1]."""
+    """An image file as ``[3, H, W]`` uint8 (RGB)."""
     with Image.open(path) as img:
         array = np.asarray(img.convert("RGB"), dtype=np.uint8)
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 
 def probe_image(path: str | Path) -> None:
@@ -43,41 +49,91 @@ def probe_image(path: str | Path) -> None:
 
 
 def decode_video(path: str | Path, indices: list[int] | None = None) -> torch.Tensor:
-    """Frames of a video as ``[T, 3, H, W]`` floats in [0, 1].
+    """Frames of a video as ``[T, 3, H, W]`` uint8 (RGB).
 
-    ``indices`` (ascending is not required) selects frames; decoding stops after the last one
-    needed. Indices past the end repeat the last frame (short videos).
+    ``indices`` (ascending is not required, repeats allowed) selects frames by their position
+    in presentation order; indices past the end repeat the last frame (short videos). The
+    frames are exactly those a decode from the first frame gives; see ``_seek.py`` for how
+    only the needed stretches are decoded.
     """
-    wanted = None if indices is None else max(indices)
-    frames = []
     with av.open(str(path)) as container:
-        if not container.streams.video:
-            raise ValueError(f"{path}: no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        for frame in container.decode(stream):
-            frames.append(frame.to_ndarray(format="rgb24"))
-            if wanted is not None and len(frames) > wanted:
-                break
+        stream = _video_stream(container, path)
+        if indices is None:
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+        else:
+            frames = decode_frames(container, stream, indices)
+    if frames is None:  # timestamps the seek cannot trust: decode from the start
+        frames = decode_from_start(path, indices)
     if not frames:
         raise ValueError(f"{path}: no decodable frames")
-    if indices is not None:
-        frames = [frames[min(i, len(frames) - 1)] for i in indices]
-    array = np.stack(frames)  # [T, H, W, 3]
-    return torch.from_numpy(array).permute(0, 3, 1, 2).float().div_(255)
+    return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)  # [T, H, W, 3] -> [T, 3, H, W]
+
+
+def decode_from_start(path: str | Path, indices: list[int] | None) -> list[np.ndarray]:
+    """Decode from the first frame up to the last index needed (``[H, W, 3]`` uint8 each);
+    the reference the seeking decode must match, and its fallback."""
+    wanted = None if indices is None else set(indices)
+    last = None if indices is None else max(indices)
+    kept: dict[int, np.ndarray] = {}
+    count = 0
+    with av.open(str(path)) as container:
+        stream = _video_stream(container, path)
+        for frame in container.decode(stream):
+            if wanted is None or count in wanted:
+                kept[count] = frame.to_ndarray(format="rgb24")
+            previous = frame
+            count += 1
+            if last is not None and count > last:
+                break
+    if count == 0:
+        return []
+    if indices is None:
+        return [kept[i] for i in range(count)]
+    if count - 1 not in kept:  # the last decoded frame stands in for indices past the end
+        kept[count - 1] = previous.to_ndarray(format="rgb24")
+    return [kept[min(i, count - 1)] for i in indices]
+
+
+def count_frames(path: str | Path) -> int:
+    """The number of frames of a video's first video stream, read from its packets.
+
+    Demuxing reads the packets' timestamps without decoding (milliseconds for a Kinetics
+    clip). The container's own ``frames`` field is empty for many formats (WebM, MKV) and
+    ``duration * rate`` is an estimate, so neither is trusted; the packet count is checked
+    against the container's count when it has one. Truncated or corrupt data is only found
+    by ``probe_video``, which decodes.
+    """
+    with av.open(str(path)) as container:
+        stream = _video_stream(container, path)
+        declared = stream.frames
+        index = read_index(container, stream)
+    count = index.num_frames
+    if count == 0:
+        raise ValueError("no video packets")
+    if declared and declared != count:
+        log.warning("%s: the container declares %d frames, its packets hold %d; using %d",
+                    path, declared, count, count)
+    return count
 
 
 def probe_video(path: str | Path) -> int:
     """Decode every frame (catching truncation) and return the frame count."""
     count = 0
     with av.open(str(path)) as container:
-        if not container.streams.video:
-            raise ValueError("no video stream")
-        for _ in container.decode(container.streams.video[0]):
+        stream = _video_stream(container, path)
+        for _ in container.decode(stream):
             count += 1
     if count == 0:
         raise ValueError("no decodable frames")
     return count
+
+
+def _video_stream(container: av.container.InputContainer, path: str | Path) -> av.VideoStream:
+    if not container.streams.video:
+        raise ValueError(f"{path}: no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    return stream
 
 
 def clip_indices(num_frames: int, clip_len: int, stride: int, start: int) -> list[int]:

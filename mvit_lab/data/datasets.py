@@ -26,6 +26,7 @@ from mvit_lab.data._decode import (
     KINETICS_STD,
     clip_indices,
     clip_starts,
+    count_frames,
     decode_image,
     decode_video,
     normalise,
@@ -155,7 +156,7 @@ class ImageFolder(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[i]
-        image = resize(decode_image(path)[None], self.size)[0]
+        image = resize(decode_image(path).float().div_(255)[None], self.size)[0]
         return normalise(image, IMAGENET_MEAN, IMAGENET_STD), label
 
 
@@ -217,7 +218,7 @@ class VideoList(Dataset):
         else:
             starts = clip_starts(frames, self.clip_len, self.stride, self.num_clips)
         indices = [j for s in starts for j in clip_indices(frames, self.clip_len, self.stride, s)]
-        video = decode_video(path, indices)  # [clips * T, 3, h, w]
+        video = decode_video(path, indices).float().div_(255)  # [clips * T, 3, h, w]
         video = normalise(resize(video, self.size), KINETICS_MEAN, KINETICS_STD)
         clips = [to_clip_layout(video[k * self.clip_len:(k + 1) * self.clip_len])
                  for k in range(len(starts))]
@@ -244,10 +245,8 @@ def _video_problem(path: Path, label: str, index: dict[str, int],
         return "missing file", 0
     if path.stat().st_size == 0:
         return "empty file", 0
-    if not probe:
-        return None, 1_000_000  # frames unknown: clips clamp to the last decoded frame
-    try:
-        return None, probe_video(path)
+    try:  # probing decodes every frame; otherwise the packets are counted, not decoded
+        return None, probe_video(path) if probe else count_frames(path)
     except Exception:  # PyAV raises several error types for broken containers
         return "undecodable video", 0
 

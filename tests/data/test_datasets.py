@@ -155,9 +155,20 @@ def test_clip_index_helpers():
 def test_decode_video_stops_at_the_last_needed_frame(tmp_path):
     _video(tmp_path / "v.mp4", 12)
     full = decode_video(tmp_path / "v.mp4")
-    assert full.shape == (12, 3, 16, 16)
+    assert full.shape == (12, 3, 16, 16) and full.dtype == torch.uint8
     some = decode_video(tmp_path / "v.mp4", [5, 1])
     torch.testing.assert_close(some, full[[5, 1]])
+
+
+def test_without_probing_frame_counts_come_from_the_container(tmp_path):
+    _video(tmp_path / "ramp.mp4", 20)  # frame t has brightness 12 * t
+    (tmp_path / "l.csv").write_text("ramp.mp4,x\n")
+    train = VideoList(tmp_path / "l.csv", (16, 16), clip_len=4, stride=2, probe=False)
+    assert train.samples[0][2] == 20  # not a placeholder
+    for seed in range(10):  # every clip is 4 distinct frames, not the last one repeated
+        torch.manual_seed(seed)
+        clip, _ = train[0]
+        assert torch.all(clip.mean(dim=(0, 2, 3)).diff() > 0)
 
 
 # -- moving digits and shuffled frames ------------------------------------------------------------

@@ -1,0 +1,109 @@
+"""Seeking video decode: only the stretches of a video that the wanted frames need.
+
+A frame is named by its position in presentation order (what a decode from the start
+yields). The packets' timestamps, read without decoding, map positions to presentation
+timestamps (pts); for each wanted frame the decoder seeks to the last keyframe at or before it
+(unless decoding on from where it is is shorter) and decodes forward to it. Several clips of
+one video (evaluation views) are read in one forward pass over one open container.
+
+Anything the timestamps cannot vouch for returns ``None`` and the caller decodes from the
+start: packets without pts or with repeated pts, a seek that lands after the wanted frame, a
+wanted frame that never comes out of the decoder (truncated data).
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+
+import av
+import numpy as np
+
+__all__ = ["VideoIndex", "decode_frames", "read_index"]
+
+# Decoding on is cheaper than seeking when the next keyframe is only this many frames ahead:
+# a seek throws away the frames the decoder's threads have in flight.
+SEEK_AHEAD = 16
+
+
+@dataclass(frozen=True)
+class VideoIndex:
+    """A video stream's frames as the demuxer sees them.
+
+    ``pts``: the presentation timestamps of all frames, ascending (position ``i`` is frame
+    ``i``), or ``None`` when some packet has no pts or two share one. ``keyframes``: (pts,
+    dts) of the keyframe packets, ascending by pts. ``num_frames`` counts the packets either
+    way.
+    """
+
+    num_frames: int
+    pts: list[int] | None
+    keyframes: list[tuple[int, int | None]]
+
+
+def read_index(container: av.container.InputContainer, stream: av.VideoStream) -> VideoIndex:
+    """Demux (no decoding) the whole stream and index its packets."""
+    pts: list[int | None] = []
+    keyframes = []
+    for packet in container.demux(stream):
+        if packet.size == 0:  # the flush packets demux() yields at the end
+            continue
+        pts.append(packet.pts)
+        if packet.is_keyframe and packet.pts is not None:
+            keyframes.append((packet.pts, packet.dts))
+    count = len(pts)
+    if any(p is None for p in pts) or len(set(pts)) != count:
+        return VideoIndex(count, None, [])
+    return VideoIndex(count, sorted(pts), sorted(keyframes))  # type: ignore[arg-type]
+
+
+def decode_frames(container: av.container.InputContainer, stream: av.VideoStream,
+                  indices: list[int]) -> list[np.ndarray] | None:
+    """Frames ``indices`` (``[H, W, 3]`` uint8 each, past the end: the last), or ``None``
+    when the timestamps cannot be trusted (the caller then decodes from the start)."""
+    index = read_index(container, stream)
+    if index.pts is None or not index.keyframes or index.num_frames == 0:
+        return None
+    last = index.num_frames - 1
+    targets = sorted({min(i, last) for i in indices})
+    found = _decode_targets(container, stream, index, targets)
+    if found is None:
+        return None
+    return [found[min(i, last)] for i in indices]
+
+
+def _decode_targets(container: av.container.InputContainer, stream: av.VideoStream,
+                    index: VideoIndex, targets: list[int]) -> dict[int, np.ndarray] | None:
+    """Decode frames ``targets`` (ascending positions) going forward through the video."""
+    pts: list[int] = index.pts  # type: ignore[assignment]
+    key_pts = [k for k, _ in index.keyframes]
+    position_of = {p: i for i, p in enumerate(pts)}
+    wanted = {pts[t]: t for t in targets}
+    found: dict[int, np.ndarray] = {}
+    frames = None  # the decoder's output since the last seek
+    position = -1  # frame position of the last frame decoded
+    for target in targets:
+        if target in found:
+            continue
+        k = bisect.bisect_right(key_pts, pts[target]) - 1
+        if k < 0:  # no keyframe at or before the frame: nothing to seek to
+            return None
+        key, key_dts = index.keyframes[k]
+        if frames is None or position_of[key] - position > SEEK_AHEAD:
+            # the mp4 index is in decode time: seeking to the keyframe's dts lands on it
+            container.seek(key_dts if key_dts is not None else key, stream=stream,
+                           backward=True)
+            frames = container.decode(stream)
+            position = -1
+        for frame in frames:
+            at = position_of.get(frame.pts)  # type: ignore[arg-type]
+            if at is None or (position < 0 and at > target):
+                return None  # a timestamp the index lacks, or the seek landed past the frame
+            position = at
+            if frame.pts in wanted:
+                found[at] = frame.to_ndarray(format="rgb24")
+            if at >= target:
+                break
+        if target not in found:
+            return None
+    return found
