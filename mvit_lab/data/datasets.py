@@ -12,6 +12,8 @@ from __future__ import annotations
 import csv
 import logging
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ from mvit_lab.data._decode import (
     resize,
     to_clip_layout,
 )
+from mvit_lab.data.manifest import Manifest, open_manifest
 
 __all__ = ["DataReport", "DigitsDataset", "ImageFolder", "ShuffledFrames", "VideoList",
            "load_digits_split", "time_permutation"]
@@ -54,6 +57,7 @@ class DataReport:
     total: int = 0
     per_class: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, list[str]] = field(default_factory=dict)  # reason -> paths
+    manifest: dict[str, Any] | None = None  # where probing was cached, files reused / probed
 
     @property
     def usable(self) -> int:
@@ -64,9 +68,12 @@ class DataReport:
         self.skipped.setdefault(reason, []).append(path)
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(dataset=self.dataset, split=self.split, classes=self.classes,
-                    total=self.total, usable=self.usable, per_class=self.per_class,
-                    skipped=self.skipped)
+        out = dict(dataset=self.dataset, split=self.split, classes=self.classes,
+                   total=self.total, usable=self.usable, per_class=self.per_class,
+                   skipped=self.skipped)
+        if self.manifest is not None:
+            out["manifest"] = self.manifest
+        return out
 
     def summary(self) -> str:
         skipped = sum(len(v) for v in self.skipped.values())
@@ -134,7 +141,7 @@ class ImageFolder(Dataset):
             found = sorted(d.name for d in root.iterdir() if d.is_dir() and
                            not d.name.startswith("."))
             files = [(p, d) for d in found for p in sorted((root / d).iterdir())
-                     if p.is_file() and not p.name.startswith(".")]
+                     if is_listed(p)]
             classes = classes or found
         else:
             classes = classes or sorted({c for _, c in files})
@@ -143,12 +150,13 @@ class ImageFolder(Dataset):
         index = {c: i for i, c in enumerate(self.classes)}
         self.report = DataReport("image_folder", split, self.classes, total=len(files))
         self.samples: list[tuple[Path, int]] = []
-        for path, label in files:
-            reason = _image_problem(path, label, index, probe)
-            if reason:
-                self.report.skip(reason, str(path))
-                continue
-            self.samples.append((path, index[label]))
+        with _manifest(root, probe, self.report) as manifest:
+            for path, label in files:
+                reason = _image_problem(path, label, index, manifest)
+                if reason:
+                    self.report.skip(reason, str(path))
+                    continue
+                self.samples.append((path, index[label]))
         self.report.per_class = dict(Counter(self.classes[i] for _, i in self.samples))
 
     def __len__(self) -> int:
@@ -160,21 +168,39 @@ class ImageFolder(Dataset):
         return normalise(image, IMAGENET_MEAN, IMAGENET_STD), label
 
 
-def _image_problem(path: Path, label: str, index: dict[str, int], probe: bool) -> str | None:
+def is_listed(path: Path) -> bool:
+    """A file of an image folder: not hidden, and a file or a broken symlink (which is then
+    counted as skipped rather than silently missing)."""
+    return not path.name.startswith(".") and (
+        path.is_file() or (path.is_symlink() and not path.exists()))
+
+
+def _image_problem(path: Path, label: str, index: dict[str, int],
+                   manifest: Manifest | None) -> str | None:
     if label not in index:
         return "label not in the class list"
     if not path.exists():
-        return "missing file"
+        return "broken symlink" if path.is_symlink() else "missing file"
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         return "not an image suffix"
     if path.stat().st_size == 0:
         return "empty file"
-    if probe:
-        try:
-            probe_image(path)
-        except Exception:  # any decoder failure means the same thing here
-            return "undecodable image"
+    if manifest is not None:  # probing: decode once per dataset, then reuse the manifest
+        return manifest.check(path, "decoded", probe_image, "undecodable image")[0]
     return None
+
+
+@contextmanager
+def _manifest(dataset: Path, probe: bool, report: DataReport) -> Iterator[Manifest | None]:
+    """The dataset's manifest while probing (``None`` when nothing needs it); what it did
+    goes into the report."""
+    if not probe:
+        yield None
+        return
+    with open_manifest(dataset) as manifest:
+        yield manifest
+        report.manifest = dict(path=str(manifest.path) if manifest.path else None,
+                               reused=manifest.reused, probed=manifest.probed)
 
 
 # -- video lists: a CSV of path,label (Kinetics style) --------------------------------------------
@@ -197,13 +223,14 @@ class VideoList(Dataset):
         split = split or ("train" if train else "val")
         self.report = DataReport(name, split, self.classes, total=len(rows))
         self.samples: list[tuple[Path, int, int]] = []  # path, label, frames
-        for raw, label in rows:
-            path = Path(raw) if Path(raw).is_absolute() else csv_path.parent / raw
-            reason, frames = _video_problem(path, label, index, probe)
-            if reason:
-                self.report.skip(reason, str(path))
-                continue
-            self.samples.append((path, index[label], frames))
+        with _manifest(csv_path, True, self.report) as manifest:  # frame counts, always
+            for raw, label in rows:
+                path = Path(raw) if Path(raw).is_absolute() else csv_path.parent / raw
+                reason, frames = _video_problem(path, label, index, probe, manifest)
+                if reason:
+                    self.report.skip(reason, str(path))
+                    continue
+                self.samples.append((path, index[label], frames))
         self.report.per_class = dict(Counter(self.classes[i] for _, i, _ in self.samples))
 
     def __len__(self) -> int:
@@ -237,18 +264,18 @@ def _read_video_csv(path: Path) -> list[tuple[str, str]]:
     return [(r[0].strip(), r[1].strip()) for r in rows]
 
 
-def _video_problem(path: Path, label: str, index: dict[str, int],
-                   probe: bool) -> tuple[str | None, int]:
+def _video_problem(path: Path, label: str, index: dict[str, int], probe: bool,
+                   manifest: Manifest) -> tuple[str | None, int]:
     if label not in index:
         return "label not in the class list", 0
     if not path.exists():
-        return "missing file", 0
+        return ("broken symlink" if path.is_symlink() else "missing file"), 0
     if path.stat().st_size == 0:
         return "empty file", 0
-    try:  # probing decodes every frame; otherwise the packets are counted, not decoded
-        return None, probe_video(path) if probe else count_frames(path)
-    except Exception:  # PyAV raises several error types for broken containers
-        return "undecodable video", 0
+    # probing decodes every frame; otherwise the packets are counted, not decoded
+    level, count = ("decoded", probe_video) if probe else ("counted", count_frames)
+    reason, frames = manifest.check(path, level, count, "undecodable video")
+    return reason, frames or 0
 
 
 # -- shuffled frames: how much does a model use time? (MViT, Table 9) -----------------------------
