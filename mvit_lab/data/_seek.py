@@ -14,6 +14,7 @@ wanted frame that never comes out of the decoder (truncated data).
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import av
@@ -93,7 +94,7 @@ def _decode_targets(container: av.container.InputContainer, stream: av.VideoStre
             # the mp4 index is in decode time: seeking to the keyframe's dts lands on it
             container.seek(key_dts if key_dts is not None else key, stream=stream,
                            backward=True)
-            frames = container.decode(stream)
+            frames = _decode(container, stream, wanted)
             position = -1
         for frame in frames:
             at = position_of.get(frame.pts)  # type: ignore[arg-type]
@@ -107,3 +108,16 @@ def _decode_targets(container: av.container.InputContainer, stream: av.VideoStre
         if target not in found:
             return None
     return found
+
+
+def _decode(container: av.container.InputContainer, stream: av.VideoStream,
+            wanted: dict[int, int]) -> Iterator[av.VideoFrame]:
+    """``container.decode(stream)``, except that frames no other frame refers to are not
+    decoded unless wanted (the decoder drops them whole: nothing else can change)."""
+    context = stream.codec_context
+    try:
+        for packet in container.demux(stream):
+            context.skip_frame = "DEFAULT" if packet.pts in wanted else "NONREF"
+            yield from packet.decode()
+    finally:
+        context.skip_frame = "DEFAULT"
