@@ -24,6 +24,9 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 KINETICS_MEAN = (0.45, 0.45, 0.45)
 KINETICS_STD = (0.225, 0.225, 0.225)
+# single-channel modes wider than 8 bits (16-bit PNG / TIFF; "I" is how older Pillows and
+# some TIFFs hold them)
+HIGH_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 THREAD_TYPE: str | None = None  # set to force one (benchmarks); see thread_type()
 
 
@@ -38,9 +41,15 @@ def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def decode_image(path: str | Path) -> torch.Tensor:
-    """An image file as ``[3, H, W]`` uint8 (RGB)."""
+    """An image file as ``[3, H, W]`` uint8 (RGB); 16-bit images are scaled to 8 bits."""
     with Image.open(path) as img:
-        array = np.asarray(img.convert("RGB"), dtype=np.uint8)
+        if img.mode in HIGH_BIT_MODES:
+            # Pillow's convert("RGB") clips these to 255: a 16-bit PNG came out white
+            wide = np.asarray(img).astype(np.int64).clip(0, 65535)
+            gray = ((wide * 255 + 32767) // 65535).astype(np.uint8)  # round(v / 257)
+            array = np.repeat(gray[..., None], 3, axis=-1)
+        else:
+            array = np.asarray(img.convert("RGB"), dtype=np.uint8)
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 

@@ -75,3 +75,20 @@ def test_frame_counts_from_packets_match_a_full_decode(tmp_path):
     (tmp_path / "text.mp4").write_text("not a video")
     with pytest.raises(av.error.InvalidDataError):
         count_frames(tmp_path / "text.mp4")
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_images_of_any_bit_depth_decode_to_the_same_8_bits(tmp_path, bits):
+    from PIL import Image
+
+    from mvit_lab.data._decode import decode_image
+
+    ramp = np.tile(np.arange(0, 256, 4, dtype=np.uint16), (5, 1))  # [5, 64] gray ramp
+    stored = ramp * 257 if bits == 16 else ramp.astype(np.uint8)  # 16 bits: v -> v * 257
+    Image.fromarray(stored).save(tmp_path / "x.png")
+    with Image.open(tmp_path / "x.png") as img:
+        assert img.mode == ("I;16" if bits == 16 else "L")
+    out = decode_image(tmp_path / "x.png")
+    assert out.dtype == torch.uint8 and out.shape == (3, 5, 64)
+    np.testing.assert_array_equal(out[0].numpy(), ramp)  # not saturated to white
+    assert torch.equal(out[0], out[2])
