@@ -10,6 +10,7 @@ warning and counted in the dataset's ``DataReport``; a dataset with no usable sa
 from __future__ import annotations
 
 import csv
+import difflib
 import logging
 from collections import Counter
 from collections.abc import Iterator
@@ -58,6 +59,7 @@ class DataReport:
     per_class: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, list[str]] = field(default_factory=dict)  # reason -> paths
     manifest: dict[str, Any] | None = None  # where probing was cached, files reused / probed
+    inferred_classes: dict[str, Any] | None = None  # the class list came from the labels
 
     @property
     def usable(self) -> int:
@@ -73,6 +75,8 @@ class DataReport:
                    skipped=self.skipped)
         if self.manifest is not None:
             out["manifest"] = self.manifest
+        if self.inferred_classes is not None:
+            out["inferred_classes"] = self.inferred_classes
         return out
 
     def summary(self) -> str:
@@ -222,6 +226,9 @@ class VideoList(Dataset):
         self.train, self.num_clips = train, num_clips
         split = split or ("train" if train else "val")
         self.report = DataReport(name, split, self.classes, total=len(rows))
+        if not classes:
+            self.report.inferred_classes = infer_classes_warning(
+                Counter(label for _, label in rows), str(csv_path))
         self.samples: list[tuple[Path, int, int]] = []  # path, label, frames
         with _manifest(csv_path, True, self.report) as manifest:  # frame counts, always
             for raw, label in rows:
@@ -250,6 +257,26 @@ class VideoList(Dataset):
         clips = [to_clip_layout(video[k * self.clip_len:(k + 1) * self.clip_len])
                  for k in range(len(starts))]
         return (clips[0] if self.train else torch.stack(clips)), label
+
+
+def infer_classes_warning(counts: Counter[str], source: str) -> dict[str, Any]:
+    """Warn that the class list (and so ``num_classes``) comes from the labels in ``source``,
+    naming labels that look like typos: rare ones close to a label with many more samples.
+
+    A warning, not an error: inferring the list is documented and convenient (Kinetics has
+    400 classes), and rare classes are legitimate in long-tailed data; the typo check is a
+    heuristic. The result goes into the data report."""
+    suspects = {}
+    for label, n in counts.items():
+        common = [c for c, m in counts.items() if m >= max(5 * n, n + 2)]
+        close = difflib.get_close_matches(label, common, n=1, cutoff=0.8)
+        if close:
+            suspects[label] = dict(samples=n, resembles=close[0], its_samples=counts[close[0]])
+    detail = "".join(f"; {label!r} ({s['samples']} samples) looks like a typo of "
+                     f"{s['resembles']!r} ({s['its_samples']})" for label, s in suspects.items())
+    log.warning("data.classes is not set: %d classes taken from the labels in %s%s; list them "
+                "in data.classes to pin num_classes", len(counts), source, detail)
+    return dict(source=source, num_classes=len(counts), suspected_typos=suspects)
 
 
 def _read_video_csv(path: Path) -> list[tuple[str, str]]:

@@ -220,3 +220,19 @@ def test_moving_digits_datasets(moving):
     assert data.num_classes == 10 and data.val_shuffled is not None
     clip, _ = data.train[0]
     assert clip.shape == (3, 4, 32, 32)
+
+
+def test_a_class_list_taken_from_the_labels_is_announced_with_likely_typos(tmp_path, caplog):
+    _video(tmp_path / "v.mp4", 6)
+    rows = ["v.mp4,archery"] * 6 + ["v.mp4,bowling"] * 6 + ["v.mp4,archey"]  # one typo
+    (tmp_path / "l.csv").write_text("\n".join(rows) + "\n")
+    ds = VideoList(tmp_path / "l.csv", (8, 8), clip_len=2)
+    assert len(ds.classes) == 3  # still inferred, but not silently:
+    assert "data.classes is not set: 3 classes" in caplog.text
+    assert "'archey' (1 samples) looks like a typo of 'archery' (6)" in caplog.text
+    inferred = ds.report.to_dict()["inferred_classes"]
+    assert inferred["num_classes"] == 3 and list(inferred["suspected_typos"]) == ["archey"]
+    caplog.clear()
+    pinned = VideoList(tmp_path / "l.csv", (8, 8), clip_len=2, classes=["archery", "bowling"])
+    assert "data.classes is not set" not in caplog.text and len(pinned) == 12
+    assert "inferred_classes" not in pinned.report.to_dict()
