@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from mvit_lab.data._decode import (
@@ -38,6 +39,7 @@ from mvit_lab.data._decode import (
     resize,
     to_clip_layout,
 )
+from mvit_lab.data._loadskips import LoadSkips
 from mvit_lab.data.manifest import Manifest, open_manifest
 
 __all__ = ["DataReport", "DigitsDataset", "ImageFolder", "ShuffledFrames", "VideoList",
@@ -60,19 +62,34 @@ class DataReport:
     skipped: dict[str, list[str]] = field(default_factory=dict)  # reason -> paths
     manifest: dict[str, Any] | None = None  # where probing was cached, files reused / probed
     inferred_classes: dict[str, Any] | None = None  # the class list came from the labels
+    load_skips: LoadSkips | None = field(default=None, repr=False, compare=False)
 
     @property
     def usable(self) -> int:
-        return sum(self.per_class.values())
+        return sum(self._merged()[0].values())
+
+    def _merged(self) -> tuple[dict[str, int], dict[str, list[str]]]:
+        """Per-class counts and skips, with the files that failed while loading (so far, in
+        any worker) moved from the first to the second."""
+        if self.load_skips is None:
+            return self.per_class, self.skipped
+        per_class, skipped = dict(self.per_class), {k: list(v) for k, v in self.skipped.items()}
+        for entry in self.load_skips.read():
+            reason = f"{entry['reason']} (found while loading)"
+            skipped.setdefault(reason, []).append(entry["path"])
+            if per_class.get(entry["label"]):
+                per_class[entry["label"]] -= 1
+        return per_class, skipped
 
     def skip(self, reason: str, path: str) -> None:
         log.warning("%s %s: skipping %s (%s)", self.dataset, self.split, path, reason)
         self.skipped.setdefault(reason, []).append(path)
 
     def to_dict(self) -> dict[str, Any]:
+        per_class, skipped = self._merged()
         out = dict(dataset=self.dataset, split=self.split, classes=self.classes,
-                   total=self.total, usable=self.usable, per_class=self.per_class,
-                   skipped=self.skipped)
+                   total=self.total, usable=sum(per_class.values()), per_class=per_class,
+                   skipped=skipped)
         if self.manifest is not None:
             out["manifest"] = self.manifest
         if self.inferred_classes is not None:
@@ -80,8 +97,9 @@ class DataReport:
         return out
 
     def summary(self) -> str:
-        skipped = sum(len(v) for v in self.skipped.values())
-        reasons = ", ".join(f"{len(v)} {k}" for k, v in self.skipped.items())
+        _, merged = self._merged()
+        skipped = sum(len(v) for v in merged.values())
+        reasons = ", ".join(f"{len(v)} {k}" for k, v in merged.items())
         return (f"{self.dataset} {self.split}: {self.usable} of {self.total} samples usable, "
                 f"{len(self.classes)} classes" + (f"; skipped {skipped}: {reasons}" if skipped
                                                   else ""))
@@ -162,11 +180,21 @@ class ImageFolder(Dataset):
                     continue
                 self.samples.append((path, index[label]))
         self.report.per_class = dict(Counter(self.classes[i] for _, i in self.samples))
+        self.report.load_skips = LoadSkips(self.report.dataset, split)
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        """Sample ``i``, or, if its file fails to load, the next that loads (counted)."""
+        return self.report.load_skips.load(i, len(self.samples), self._load,  # type: ignore
+                                           self._describe)
+
+    def _describe(self, i: int, err: BaseException) -> tuple[str, str, str]:
+        path, label = self.samples[i]
+        return str(path), self.classes[label], image_reason(err)
+
+    def _load(self, i: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[i]
         image = resize(decode_image(path).float().div_(255)[None], self.size)[0]
         return normalise(image, IMAGENET_MEAN, IMAGENET_STD), label
@@ -177,6 +205,14 @@ def is_listed(path: Path) -> bool:
     counted as skipped rather than silently missing)."""
     return not path.name.startswith(".") and (
         path.is_file() or (path.is_symlink() and not path.exists()))
+
+
+def image_reason(err: BaseException) -> str:
+    """Why an image failed: Pillow refuses images over ``Image.MAX_IMAGE_PIXELS * 2`` pixels
+    (a decompression bomb, or a real but huge image) before decoding them."""
+    if isinstance(err, Image.DecompressionBombError):
+        return "image too large (Pillow's decompression-bomb limit)"
+    return "missing file" if isinstance(err, FileNotFoundError) else "undecodable image"
 
 
 def _image_problem(path: Path, label: str, index: dict[str, int],
@@ -190,7 +226,7 @@ def _image_problem(path: Path, label: str, index: dict[str, int],
     if path.stat().st_size == 0:
         return "empty file"
     if manifest is not None:  # probing: decode once per dataset, then reuse the manifest
-        return manifest.check(path, "decoded", probe_image, "undecodable image")[0]
+        return manifest.check(path, "decoded", probe_image, image_reason)[0]
     return None
 
 
@@ -239,11 +275,22 @@ class VideoList(Dataset):
                     continue
                 self.samples.append((path, index[label], frames))
         self.report.per_class = dict(Counter(self.classes[i] for _, i, _ in self.samples))
+        self.report.load_skips = LoadSkips(name, split)
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        """Sample ``i``, or, if its file fails to load, the next that loads (counted)."""
+        return self.report.load_skips.load(i, len(self.samples), self._load,  # type: ignore
+                                           self._describe)
+
+    def _describe(self, i: int, err: BaseException) -> tuple[str, str, str]:
+        path, label, _ = self.samples[i]
+        reason = "missing file" if isinstance(err, FileNotFoundError) else "undecodable video"
+        return str(path), self.classes[label], reason
+
+    def _load(self, i: int) -> tuple[torch.Tensor, int]:
         path, label, frames = self.samples[i]
         span = (self.clip_len - 1) * self.stride + 1
         if self.train:

@@ -73,10 +73,10 @@ class Manifest:
         self._dirty, self._saved_at = False, time.monotonic()
 
     def check(self, path: Path, level: str, probe: Callable[[Path], int | None],
-              reason: str) -> tuple[str | None, int | None]:
+              reason: str | Callable[[Exception], str]) -> tuple[str | None, int | None]:
         """(skip reason, frames) of ``path``: from the manifest when the file is unchanged
         and was checked at ``level`` or better, else from ``probe(path)`` (raising means
-        ``reason``), then recorded."""
+        ``reason``, or ``reason(error)``), then recorded."""
         stat = path.stat()
         key = str(path.absolute())
         entry = self.entries.get(key)
@@ -88,7 +88,8 @@ class Manifest:
         try:
             entry = ManifestEntry(stat.st_size, stat.st_mtime_ns, level, frames=probe(path))
         except Exception as err:  # decoders raise many types; each means the same here
-            entry = ManifestEntry(stat.st_size, stat.st_mtime_ns, level, reason=reason,
+            why = reason if isinstance(reason, str) else reason(err)
+            entry = ManifestEntry(stat.st_size, stat.st_mtime_ns, level, reason=why,
                                   error=f"{type(err).__name__}: {err}"[:300])
         self.entries[key] = entry
         self.probed += 1
