@@ -158,7 +158,7 @@ def main() -> None:
                 write_video(path, args.seconds, args.fps, keyint, tuple(args.size), bframes)
                 types = frame_types(path)
                 for case, threads in [(c, t) for c in cases for t in args.threads]:
-                    if case != END and (bframes, threads) != (args.bframes[0], "AUTO"):
+                    if case != END and (bframes, threads) != (args.bframes[0], args.threads[0]):
                         continue  # evaluation views: one setting is enough to show
                     _decode.THREAD_TYPE = threads
                     row = dict(case=case, keyint=keyint, bframes=bframes, threads=threads,

@@ -92,3 +92,33 @@ def test_images_of_any_bit_depth_decode_to_the_same_8_bits(tmp_path, bits):
     assert out.dtype == torch.uint8 and out.shape == (3, 5, 64)
     np.testing.assert_array_equal(out[0].numpy(), ramp)  # not saturated to white
     assert torch.equal(out[0], out[2])
+
+
+@pytest.mark.parametrize(("suffix", "fmt", "seeks"), [
+    ("mkv", "matroska", True), ("ts", "mpegts", True), ("mov", "mov", True),
+    ("avi", "avi", False)])  # AVI packets of B-frame streams carry no pts: decoded from 0
+def test_other_containers_give_the_same_frames(tmp_path, suffix, fmt, seeks):
+    path = write_video(tmp_path / f"v.{suffix}", frames=90, keyint=37, fmt=fmt)
+    full = np.stack(decode_from_start(path, None))
+    indices = [26 + 4 * i for i in range(16)] + [3, 200]
+    assert (_frames(path, indices) is not None) == seeks
+    out = decode_video(path, indices).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_array_equal(out, full[np.minimum(indices, 89)])
+
+
+class _ThreadTypes(torch.utils.data.Dataset):
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        from mvit_lab.data._decode import thread_type
+
+        return thread_type()
+
+
+def test_decoding_uses_ffmpeg_threads_only_outside_dataloader_workers():
+    from mvit_lab.data._decode import thread_type
+
+    assert thread_type() == "AUTO"
+    loader = torch.utils.data.DataLoader(_ThreadTypes(), num_workers=1, batch_size=None)
+    assert list(loader) == ["NONE", "NONE"]
