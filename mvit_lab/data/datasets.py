@@ -1,9 +1,12 @@
 """Datasets: bundled digits, generated moving-digit videos, image folders and video lists.
 
-Every dataset checks its files when it is built (``probe=True``): a missing path, an empty
-file, an undecodable or truncated file, or a label outside the class list is skipped with a
-warning and counted in the dataset's ``DataReport``; a dataset with no usable sample is a
-``ValueError`` before any training starts. Samples are sized for the model: images become
+Every dataset checks its files when it is built: a missing path or broken symlink, an empty
+file, an undecodable or truncated file (``probe=True`` decodes every file; videos without it
+have their packets counted), or a label outside the class list is skipped with a warning and
+counted in the dataset's ``DataReport``; a dataset with no usable sample is a ``ValueError``
+before any training starts. Probing results are kept in the dataset's manifest
+(``manifest.py``) for later trials. A file that still fails when read is replaced by the next
+sample and counted (``_loadskips.py``). Samples are sized for the model: images become
 ``[3, H, W]``, clips ``[3, T, H, W]`` (``[num_clips, 3, T, H, W]`` when evaluating several).
 """
 

@@ -236,3 +236,24 @@ def test_a_class_list_taken_from_the_labels_is_announced_with_likely_typos(tmp_p
     pinned = VideoList(tmp_path / "l.csv", (8, 8), clip_len=2, classes=["archery", "bowling"])
     assert "data.classes is not set" not in caplog.text and len(pinned) == 12
     assert "inferred_classes" not in pinned.report.to_dict()
+
+
+def test_broken_symlinks_are_counted_not_dropped(tmp_path):
+    for c in ("a", "b"):
+        for i in range(2):
+            _png(tmp_path / "img" / c / f"{i}.png", i)
+    (tmp_path / "img" / "a" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    ds = ImageFolder(tmp_path / "img", (8, 8))
+    assert ds.report.total == 5 and len(ds) == 4
+    assert ds.report.skipped == {"broken symlink": [str(tmp_path / "img" / "a" / "gone.png")]}
+    data = build_datasets(DataConfig(dataset="image_folder", root=str(tmp_path / "img"),
+                                     val_fraction=0.5), IMAGE_MODEL)  # the seeded split too
+    assert sum(r.total for r in data.reports) == 5
+    assert [r.skipped for r in data.reports if r.skipped] == [
+        {"broken symlink": [str(tmp_path / "img" / "a" / "gone.png")]}]
+    _video(tmp_path / "v.mp4", 6)
+    (tmp_path / "gone.mp4").symlink_to(tmp_path / "nowhere.mp4")
+    (tmp_path / "l.csv").write_text("v.mp4,a\ngone.mp4,a\nmissing.mp4,a\n")
+    videos = VideoList(tmp_path / "l.csv", (8, 8), clip_len=2)
+    assert {k: len(v) for k, v in videos.report.skipped.items()} == {
+        "broken symlink": 1, "missing file": 1}
