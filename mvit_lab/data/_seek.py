@@ -4,7 +4,9 @@ A frame is named by its position in presentation order (what a decode from the s
 yields). The packets' timestamps, read without decoding, map positions to presentation
 timestamps (pts); for each wanted frame the decoder seeks to the last keyframe at or before it
 (unless decoding on from where it is is shorter) and decodes forward to it. Several clips of
-one video (evaluation views) are read in one forward pass over one open container.
+one video (evaluation views) are read in one forward pass over one open container. On the
+way, frames that nothing refers to and nobody wants (most B-frames) are not decoded at all,
+and only wanted frames are converted to RGB.
 
 Anything the timestamps cannot vouch for returns ``None`` and the caller decodes from the
 start: packets without pts or with repeated pts, a seek that lands after the wanted frame, a
@@ -25,6 +27,10 @@ __all__ = ["VideoIndex", "decode_frames", "read_index"]
 # Decoding on is cheaper than seeking when the next keyframe is only this many frames ahead:
 # a seek throws away the frames the decoder's threads have in flight.
 SEEK_AHEAD = 16
+# Decoders whose "NONREF" discard drops exactly the frames no other frame refers to (H.264
+# nal_ref_idc 0, HEVC sub-layer non-reference, VP8/9 frames that refresh no reference, MPEG
+# B-frames); elsewhere every frame is decoded.
+SKIPS_UNREFERENCED = {"h264", "hevc", "vp8", "vp9", "mpeg1video", "mpeg2video", "mpeg4"}
 
 
 @dataclass(frozen=True)
@@ -115,6 +121,9 @@ def _decode(container: av.container.InputContainer, stream: av.VideoStream,
     """``container.decode(stream)``, except that frames no other frame refers to are not
     decoded unless wanted (the decoder drops them whole: nothing else can change)."""
     context = stream.codec_context
+    if context.name not in SKIPS_UNREFERENCED:
+        yield from container.decode(stream)
+        return
     try:
         for packet in container.demux(stream):
             context.skip_frame = "DEFAULT" if packet.pts in wanted else "NONREF"
