@@ -142,7 +142,7 @@ def probe_video(path: str | Path) -> int:
 def thread_type() -> str:
     """FFmpeg's threading for a decode: its own threads in the main process, none inside a
     DataLoader worker, where the workers are the parallelism (frame threads there only add
-    CPU: 10-20% more per clip here, and cores x workers threads)."""
+    CPU: 5-20% more per clip here, and cores x workers threads)."""
     if THREAD_TYPE is not None:
         return THREAD_TYPE
     return "AUTO" if get_worker_info() is None else "NONE"
