@@ -9,13 +9,15 @@ way, frames that nothing refers to and nobody wants (most B-frames) are not deco
 and only wanted frames are converted to RGB.
 
 Anything the timestamps cannot vouch for returns ``None`` and the caller decodes from the
-start: packets without pts or with repeated pts, a seek that lands after the wanted frame, a
-wanted frame that never comes out of the decoder (truncated data).
+start: packets without pts or with repeated pts, a seek that does not land on a keyframe at
+or before the wanted frame (tried at the keyframe's pts, then its dts), a wanted frame that
+never comes out of the decoder (truncated data).
 """
 
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -87,7 +89,7 @@ def _decode_targets(container: av.container.InputContainer, stream: av.VideoStre
     position_of = {p: i for i, p in enumerate(pts)}
     wanted = {pts[t]: t for t in targets}
     found: dict[int, np.ndarray] = {}
-    frames = None  # the decoder's output since the last seek
+    frames: Iterator[av.VideoFrame] | None = None  # the decoder's output since the last seek
     position = -1  # frame position of the last frame decoded
     for target in targets:
         if target in found:
@@ -97,15 +99,13 @@ def _decode_targets(container: av.container.InputContainer, stream: av.VideoStre
             return None
         key, key_dts = index.keyframes[k]
         if frames is None or position_of[key] - position > SEEK_AHEAD:
-            # the mp4 index is in decode time: seeking to the keyframe's dts lands on it
-            container.seek(key_dts if key_dts is not None else key, stream=stream,
-                           backward=True)
-            frames = _decode(container, stream, wanted)
-            position = -1
+            frames = _seek(container, stream, (key, key_dts), target, position_of, wanted)
+            if frames is None:
+                return None
         for frame in frames:
             at = position_of.get(frame.pts)  # type: ignore[arg-type]
-            if at is None or (position < 0 and at > target):
-                return None  # a timestamp the index lacks, or the seek landed past the frame
+            if at is None:
+                return None  # a timestamp the index lacks
             position = at
             if frame.pts in wanted:
                 found[at] = frame.to_ndarray(format="rgb24")
@@ -114,6 +114,26 @@ def _decode_targets(container: av.container.InputContainer, stream: av.VideoStre
         if target not in found:
             return None
     return found
+
+
+def _seek(container: av.container.InputContainer, stream: av.VideoStream,
+          offsets: tuple[int, int | None], target: int, position_of: dict[int, int],
+          wanted: dict[int, int]) -> Iterator[av.VideoFrame] | None:
+    """Seek to the keyframe at ``offsets`` (its pts, then its dts) and return the decoder's
+    frames from there, or ``None`` if neither lands on a keyframe at or before ``target``.
+
+    MP4, MOV and Matroska seek by pts (the keyframe's dts would land a whole keyframe
+    interval early), MPEG-TS by dts (its pts lands after the keyframe); the first decoded
+    frame tells which worked."""
+    for offset in dict.fromkeys(o for o in offsets if o is not None):
+        container.seek(offset, stream=stream, backward=True)
+        frames = _decode(container, stream, wanted)
+        first = next(frames, None)
+        if first is None or first.pts is None or not first.key_frame:
+            continue
+        if position_of.get(first.pts, target + 1) <= target:
+            return itertools.chain([first], frames)
+    return None
 
 
 def _decode(container: av.container.InputContainer, stream: av.VideoStream,
