@@ -122,3 +122,25 @@ def test_decoding_uses_ffmpeg_threads_only_outside_dataloader_workers():
     assert thread_type() == "AUTO"
     loader = torch.utils.data.DataLoader(_ThreadTypes(), num_workers=1, batch_size=None)
     assert list(loader) == ["NONE", "NONE"]
+
+
+@pytest.mark.parametrize(("suffix", "fmt"), [("mp4", None), ("mkv", "matroska"),
+                                             ("ts", "mpegts")])
+def test_decoding_starts_at_the_keyframe_before_the_clip(tmp_path, monkeypatch, suffix, fmt):
+    import mvit_lab.data._seek as seek
+
+    decoded = []
+    real = seek._decode
+
+    def counting(*args):
+        for frame in real(*args):
+            decoded.append(frame.pts)
+            yield frame
+
+    monkeypatch.setattr(seek, "_decode", counting)
+    path = write_video(tmp_path / f"v.{suffix}", keyint=37)  # keyframes 0, 37, 74, 111, 148
+    full = np.stack(decode_from_start(path, None))
+    clip = [86 + 4 * i for i in range(16)]
+    np.testing.assert_array_equal(np.stack(_frames(path, clip)), full[clip])
+    # frames 74..149 at most (unreferenced B-frames are not even decoded), not from 37
+    assert len(decoded) <= 150 - 74
