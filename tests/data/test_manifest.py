@@ -138,3 +138,11 @@ def test_a_probe_interrupted_midway_keeps_what_it_probed(video_list):
         raise KeyboardInterrupt
     entries = json.loads(manifest_path(video_list).read_text())["entries"]
     assert [os.path.basename(k) for k in entries] == ["v0.mp4"]
+
+
+def test_nothing_is_written_beside_the_dataset(video_list):
+    before = sorted(os.listdir(video_list.parent))
+    VideoList(video_list, (8, 8), clip_len=4)
+    VideoList(video_list, (8, 8), clip_len=4, probe=False)
+    assert sorted(os.listdir(video_list.parent)) == before  # a read-only dataset works
+    assert manifest_path(video_list).is_file()
