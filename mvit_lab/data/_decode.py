@@ -17,7 +17,7 @@ from mvit_lab.data._seek import decode_frames, read_index
 log = logging.getLogger(__name__)
 
 __all__ = ["clip_indices", "clip_starts", "count_frames", "decode_from_start", "decode_image",
-           "decode_video", "normalise", "probe_image", "probe_video", "resize",
+           "decode_video", "load_image", "normalise", "probe_image", "probe_video", "resize",
            "to_clip_layout"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -40,16 +40,21 @@ def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return out.reshape(*lead, *out.shape[-3:])
 
 
-def decode_image(path: str | Path) -> torch.Tensor:
-    """An image file as ``[3, H, W]`` uint8 (RGB); 16-bit images are scaled to 8 bits."""
+def load_image(path: str | Path) -> Image.Image:
+    """An image file as an 8-bit RGB Pillow image; 16-bit images are scaled to 8 bits (for
+    transforms that take Pillow images)."""
     with Image.open(path) as img:
         if img.mode in HIGH_BIT_MODES:
             # Pillow's convert("RGB") clips these to 255: a 16-bit PNG came out white
             wide = np.asarray(img).astype(np.int64).clip(0, 65535)
             gray = ((wide * 255 + 32767) // 65535).astype(np.uint8)  # round(v / 257)
-            array = np.repeat(gray[..., None], 3, axis=-1)
-        else:
-            array = np.asarray(img.convert("RGB"), dtype=np.uint8)
+            return Image.fromarray(gray).convert("RGB")  # uint8 [H, W]: mode L
+        return img.convert("RGB")
+
+
+def decode_image(path: str | Path) -> torch.Tensor:
+    """An image file as ``[3, H, W]`` uint8 (RGB); 16-bit images are scaled to 8 bits."""
+    array = np.asarray(load_image(path), dtype=np.uint8)
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 

@@ -81,7 +81,7 @@ def test_frame_counts_from_packets_match_a_full_decode(tmp_path):
 def test_images_of_any_bit_depth_decode_to_the_same_8_bits(tmp_path, bits):
     from PIL import Image
 
-    from mvit_lab.data._decode import decode_image
+    from mvit_lab.data._decode import decode_image, load_image
 
     ramp = np.tile(np.arange(0, 256, 4, dtype=np.uint16), (5, 1))  # [5, 64] gray ramp
     stored = ramp * 257 if bits == 16 else ramp.astype(np.uint8)  # 16 bits: v -> v * 257
@@ -92,6 +92,8 @@ def test_images_of_any_bit_depth_decode_to_the_same_8_bits(tmp_path, bits):
     assert out.dtype == torch.uint8 and out.shape == (3, 5, 64)
     np.testing.assert_array_equal(out[0].numpy(), ramp)  # not saturated to white
     assert torch.equal(out[0], out[2])
+    pil = load_image(tmp_path / "x.png")  # what Pillow-based transforms get
+    assert pil.mode == "RGB" and np.array_equal(np.asarray(pil)[..., 1], ramp)
 
 
 @pytest.mark.parametrize(("suffix", "fmt", "seeks"), [
