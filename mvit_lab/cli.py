@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 
+from mvit_lab._cli_checks import (
+    check_fits,
+    check_save_path,
+    forward_logits,
+    positive_int,
+)
 from mvit_lab.build import build_model, count_params
-from mvit_lab.config import ArchConfig, expand_blocks
+from mvit_lab.config import expand_blocks
 from mvit_lab.configfile import load_arch, parse_overrides, save_arch
 from mvit_lab.presets import get_preset, list_presets
 
@@ -55,105 +58,9 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (a batch of 0 or -1 is refused before any work)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _check_save_path(path: str) -> None:
-    """Refuse a ``--save`` target that cannot be written, before any compute."""
-    target = Path(path)
-    if target.is_dir():
-        raise ValueError(f"--save {path}: is a directory; give a file name, e.g. "
-                         f"{target / 'config.json'}")
-    parent = target.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ValueError(f"--save {path}: {parent} is not a directory")
-    if parent != target.parent:  # save_arch creates the missing folders
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise ValueError(f"--save {path}: cannot create folders in {parent}")
-        return
-    existed = target.exists()
-    try:  # the only test that holds for root, read-only mounts and /proc alike
-        with open(target, "a"):
-            pass
-    except OSError as err:
-        raise ValueError(f"--save {path}: cannot write there ({err.strerror})") from None
-    if not existed:
-        target.unlink()
-
-
-def _gib(n_bytes: float) -> str:
-    return f"{n_bytes / 2**30:,.{1 if n_bytes >= 2**30 else 3}f} GiB"
-
-
-def _memory_needed(cfg: ArchConfig, batch: int, n_params: int) -> tuple[float, float]:
-    """(weights, peak activations) in bytes of a float32 inference forward, estimated from the
-    block specs: the attention scores, qkv and MLP tensors of the largest block."""
-    peak = 0
-    cls = int(cfg.cls_token)
-    for spec in expand_blocks(cfg):
-        n_in, n_q = math.prod(spec.in_grid) + cls, math.prod(spec.q_grid) + cls
-        n_kv = math.prod(spec.kv_grid) + cls
-        if spec.q_window is not None:  # scores only within each window
-            n_kv = math.prod(spec.kv_window) * math.prod(spec.q_window) * spec.num_windows
-            scores = spec.num_heads * n_kv
-        else:
-            scores = spec.num_heads * n_q * n_kv
-        block = 2 * scores + 3 * n_in * spec.attn_dim + 2 * n_q * spec.mlp_hidden \
-            + 4 * n_in * max(spec.dim, spec.dim_out)
-        peak = max(peak, block)
-    return 4.0 * n_params, 4.0 * batch * peak
-
-
-def _available_memory() -> float | None:
-    """Bytes of RAM the kernel says a new allocation can take (Linux), else None."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return float(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def _check_fits(cfg: ArchConfig, batch: int, n_params: int) -> None:
-    """Refuse a model (and batch) whose float32 forward cannot fit in this machine's RAM."""
-    weights, activations = _memory_needed(cfg, batch, n_params)
-    free = _available_memory()
-    if free is not None and weights + activations > free:
-        raise ValueError(f"{n_params:,} params at batch {batch}, input {list(cfg.input_size)}: "
-                         f"needs about {_gib(weights + activations)} (weights "
-                         f"{_gib(weights)}, activations {_gib(activations)}) but "
-                         f"{_gib(free)} is free; use a smaller model, input_size or --batch")
-
-
-def _forward(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Logits of ``model(x)``; running out of memory is a one-line error, not a traceback."""
-    try:
-        with torch.inference_mode():
-            return model(x)
-    except (MemoryError, RuntimeError) as err:
-        text = str(err)
-        if isinstance(err, RuntimeError) and "alloc" not in text and "out of memory" not in text:
-            raise
-        raise ValueError(f"forward pass at batch {x.shape[0]}: out of memory "
-                         f"({text.splitlines()[0] if text else 'MemoryError'}); use a smaller "
-                         "--batch or input_size") from None
-
-
 def cmd_build(args: argparse.Namespace) -> int:
     if args.save:
-        _check_save_path(args.save)
+        check_save_path(args.save)
     cfg = load_arch(args.arch, parse_overrides(args.set))
     specs = expand_blocks(cfg)
     rows = []
@@ -170,12 +77,12 @@ def cmd_build(args: argparse.Namespace) -> int:
                      _fmt(last.q_grid, cfg.is_image), _fmt(first.q_stride, cfg.is_image),
                      _fmt(first.kv_stride if first.kv_kernel else None, cfg.is_image), attn])
     n_params = count_params(cfg)
-    _check_fits(cfg, args.batch, n_params)
+    check_fits(cfg, args.batch, n_params)
     model = build_model(cfg).eval()
     shape = (args.batch, cfg.in_chans, *(cfg.input_size[1:] if cfg.is_image else cfg.input_size))
     x = torch.randn(shape)
     start = time.perf_counter()
-    logits = _forward(model, x)
+    logits = forward_logits(model, x)
     seconds = time.perf_counter() - start
     bad = (~torch.isfinite(logits)).sum().item()
     if bad:
@@ -212,7 +119,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     speed = None
     if not args.flops_only:
         if args.device == "cpu":
-            _check_fits(cfg, args.batch, flops.params)
+            check_fits(cfg, args.batch, flops.params)
         model = build_model(cfg)
         speed = measure_throughput(model, batch_size=args.batch, device=args.device,
                                    dtype=args.dtype, mode=args.mode, compile=args.compile,
@@ -569,7 +476,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("arch", help="a preset name or an architecture YAML file")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a knob, e.g. --set pool_mode=max (repeatable)")
-    p.add_argument("--batch", type=_positive_int, default=1,
+    p.add_argument("--batch", type=positive_int, default=1,
                    help="batch size of the test forward pass")
     p.add_argument("--save", metavar="PATH", help="write the resolved config as JSON")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -580,7 +487,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
                    help="float32, or bfloat16 / float16 autocast on CUDA")
-    p.add_argument("--batch", type=_positive_int, default=1, help="batch size (default: 1)")
+    p.add_argument("--batch", type=positive_int, default=1, help="batch size (default: 1)")
     p.add_argument("--mode", default="infer", choices=["infer", "train"])
     p.add_argument("--compile", action="store_true", help="torch.compile the model first")
     p.add_argument("--target-spread", type=float, default=0.03, metavar="F",

@@ -323,9 +323,10 @@ def experiment_from_dict(tree: dict[str, Any], path: str | None = None, *,
     if not isinstance(name, str):
         raise ValueError(f"name: must be a string, got {name!r}")
     if not _NAME.fullmatch(name):
-        raise ValueError(f"name: {name!r} is not a plain name (letters, digits and _ . + = -, "
-                         "not starting with '.'); it names the run folder runs/<name> and the "
-                         "MLflow experiment, so it cannot be a path")
+        source = "" if tree.get("name") else " (taken from the file name; set name:)"
+        raise ValueError(f"name: {name!r}{source} is not a plain name (letters, digits and "
+                         "_ . + = -, not starting with '.'); it names the run folder "
+                         "runs/<name> and the MLflow experiment, so it cannot be a path")
     data = _build_section(DataConfig, "data", tree.get("data"))
     train = _build_section(TrainConfig, "train", tree.get("train"))
     model = _build_model(tree["model"])

@@ -143,10 +143,10 @@ def test_build_checks_save_path_before_computing(tmp_path, monkeypatch, capsys):
 
 
 def test_build_refuses_what_does_not_fit_in_memory_before_building(monkeypatch, capsys):
-    import mvit_lab.cli as cli
+    import mvit_lab._cli_checks as checks
 
     _no_compute(monkeypatch)
-    monkeypatch.setattr(cli, "_available_memory", lambda: 2.0**30)  # 1 GiB free
+    monkeypatch.setattr(checks, "_available_memory", lambda: 2.0**30)  # 1 GiB free
     assert main(["build", "mvitv2_t", "--batch", "1000"]) == 2
     err = capsys.readouterr().err
     assert "at batch 1000" in err and "1.0 GiB is free" in err and err.count("\n") == 1
@@ -157,15 +157,15 @@ def test_build_refuses_what_does_not_fit_in_memory_before_building(monkeypatch, 
 def test_memory_estimate_bounds_a_real_forward():
     """Weights are 4 bytes a parameter; activations cover the largest tensors and scale with
     the batch."""
-    import mvit_lab.cli as cli
     from mvit_lab import count_params
+    from mvit_lab._cli_checks import memory_needed
 
     cfg = get_config("mvitv2_t", input_size=(1, 64, 64))
-    weights, activations = cli._memory_needed(cfg, 4, count_params(cfg))
+    weights, activations = memory_needed(cfg, 4, count_params(cfg))
     assert weights == 4 * count_params(cfg)
     # stage 0: 16 x 16 tokens with 96 channels, 1 head attending to 4 x 4 pooled keys; MLP 384
     assert activations >= 4 * 4 * (2 * 256 * 16 + 2 * 256 * 384)
-    assert cli._memory_needed(cfg, 8, 1)[1] == 2 * activations
+    assert memory_needed(cfg, 8, 1)[1] == 2 * activations
 
 
 def test_build_out_of_memory_in_forward_is_one_line(monkeypatch, capsys):

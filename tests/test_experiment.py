@@ -26,6 +26,11 @@ def test_names_are_names_not_paths(name):
         experiment_from_dict(dict(name=name, data=dict(dataset="digits"), model=MODEL))
 
 
+def test_a_name_from_the_file_name_says_so():
+    with pytest.raises(ValueError, match=r"^name: 'my run' \(taken from the file name"):
+        experiment_from_dict(dict(model=MODEL), "experiments/my run.yaml")
+
+
 def test_plain_names_pass():
     for name in ("digits-mvitv2", "hiera_ladder.v2", "lr=1e-3+mae"):
         assert experiment_from_dict(dict(name=name, model=MODEL)).name == name
