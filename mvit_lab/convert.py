@@ -167,10 +167,9 @@ def convert_state_dict(state_dict: Mapping[str, Any], source: str, cfg: ArchConf
     if source not in SOURCES:
         raise ValueError(f"source: unknown {source!r}; known: {', '.join(SOURCES)}")
     cfg = resolve_config(cfg)
-    embedded = checkpoint_reference_cfg(state_dict)
     sd = unwrap_checkpoint(state_dict)
     if source in ("slowfast", "mvit"):
-        sd = _separate_qkv(sd, cfg, embedded, separate_qkv)
+        sd = _separate_qkv(sd, cfg, checkpoint_reference_cfg(state_dict), separate_qkv)
     if source == "slowfast" and "norm_stem.weight" in sd:
         raise ValueError("checkpoint: SlowFast's NORM_STEM (a LayerNorm after the patch "
                          "embedding) has no mvit-lab equivalent")
