@@ -556,6 +556,9 @@ def test_pool_first_checkpoints_load(tmp_path):
     assert _same_logits(load_pretrained(bare, ours.cfg).eval(), ours) == 0.0
     with pytest.raises(ValueError, match="separate_qkv: True, but the checkpoint's own cfg"):
         load_pretrained(path, separate_qkv=True)
+    fused = {"blocks.0.attn.qkv.weight": torch.zeros(3, 1)}
+    with pytest.raises(ValueError, match=r"^pool_first: the config pools before projecting"):
+        convert_state_dict(fused, "slowfast", ours.cfg)
 
 
 def test_config_from_reference_reads_yaml(tmp_path):
