@@ -167,10 +167,9 @@ def convert_state_dict(state_dict: Mapping[str, Any], source: str, cfg: ArchConf
     if source not in SOURCES:
         raise ValueError(f"source: unknown {source!r}; known: {', '.join(SOURCES)}")
     cfg = resolve_config(cfg)
-    embedded = checkpoint_reference_cfg(state_dict)
     sd = unwrap_checkpoint(state_dict)
     if source in ("slowfast", "mvit"):
-        sd = _separate_qkv(sd, cfg, embedded, separate_qkv)
+        sd = _separate_qkv(sd, cfg, state_dict, separate_qkv)
     if source == "slowfast" and "norm_stem.weight" in sd:
         raise ValueError("checkpoint: SlowFast's NORM_STEM (a LayerNorm after the patch "
                          "embedding) has no mvit-lab equivalent")
@@ -210,15 +209,17 @@ def _time_centre(key: str, weight: torch.Tensor) -> torch.Tensor:
 _QKV = re.compile(r"^(blocks\.\d+\.attn)\.q\.(weight|bias)$")
 
 
-def _separate_qkv(sd: dict[str, torch.Tensor], cfg: ArchConfig, embedded: Mapping[str, Any] | None,
+def _separate_qkv(sd: dict[str, torch.Tensor], cfg: ArchConfig, checkpoint: Mapping[str, Any],
                   separate_qkv: bool | None) -> dict[str, torch.Tensor]:
-    """SEPARATE_QKV weights fused into ``attn.qkv``; POOL_FIRST ones kept for ``pool_first``."""
+    """SEPARATE_QKV weights fused into ``attn.qkv``; POOL_FIRST ones kept for ``pool_first``.
+    ``checkpoint``: the whole file, whose ``cfg`` entry tells the two apart."""
     if not any(_QKV.match(k) for k in sd):
         if cfg.pool_first:
             raise ValueError("pool_first: the config pools before projecting, but the checkpoint "
                              "has fused attn.qkv weights (project, then pool); build it with "
                              "pool_first=False")
         return sd
+    embedded = checkpoint_reference_cfg(checkpoint)
     pool_first = _checkpoint_pool_first(cfg, embedded, separate_qkv)
     if pool_first != cfg.pool_first:
         kind = "POOL_FIRST" if pool_first else "SEPARATE_QKV"

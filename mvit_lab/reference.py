@@ -197,7 +197,11 @@ def _geometric(arg: str, value: Any, n: int) -> tuple[int, float]:
 def _from_timm_mvitv2(name: str, kwargs: Mapping[str, Any]) -> ArchConfig:
     a = _merge("timm MultiScaleVit", _TIMM_MVITV2_DEFAULTS, _TIMM_MVITV2[name], kwargs)
     src = "timm mvitv2"
-    _require("pool_first", a["pool_first"], False, src)
+    if a["pool_first"]:
+        # timm 1.0's MultiScaleAttentionPoolFirst leaves k untransposed: its forward fails
+        raise ValueError("pool_first: timm's pool-first attention does not run (a shape error "
+                         "in its forward); mvit-lab's pool_first knob follows SlowFast's "
+                         "POOL_FIRST: config_from_reference('slowfast', ...)")
     _require("act_layer", a["act_layer"], "gelu", src)
     _require("norm_layer", a["norm_layer"], "layernorm", src)
     if a["mode"] not in ("conv", "max", "avg"):

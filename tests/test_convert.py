@@ -420,10 +420,189 @@ def test_load_pretrained_refuses_pickled_objects_and_junk(tmp_path):
         load_pretrained(tmp_path / "missing.pth", "hiera_t")
 
 
-def test_pool_first_slowfast_checkpoints_are_refused():
-    sd = {"blocks.0.attn.q.weight": torch.zeros(1), "head.projection.weight": torch.zeros(1)}
-    with pytest.raises(ValueError, match="POOL_FIRST"):
-        convert_state_dict(sd, detect_source(sd), "mvitv1_b_16x4")
+# -- SlowFast PATCH_2D, SEPARATE_QKV and POOL_FIRST checkpoints, synthetically ------------------
+# An mvit-lab model written out in SlowFast's layout (test_convert_originals.py runs SlowFast's
+# own classes where their sources exist). The embedded cfg is SlowFast's ImageNet MVITv2_T.yaml
+# at 64 px and EMBED_DIM 32 (96 published), to keep the tests seconds long.
+_SLOWFAST_MVITV2_T = """
+DATA: {NUM_FRAMES: 1, TRAIN_CROP_SIZE: 64, TEST_CROP_SIZE: 64, INPUT_CHANNEL_NUM: [3]}
+MVIT:
+  PATCH_2D: True
+  ZERO_DECAY_POS_CLS: False
+  MODE: "conv"
+  CLS_EMBED_ON: False
+  PATCH_KERNEL: [7, 7]
+  PATCH_STRIDE: [4, 4]
+  PATCH_PADDING: [3, 3]
+  EMBED_DIM: 32
+  NUM_HEADS: 1
+  MLP_RATIO: 4.0
+  QKV_BIAS: True
+  DROPPATH_RATE: 0.1
+  DEPTH: 10
+  NORM: "layernorm"
+  DIM_MUL: [[1, 2.0], [3, 2.0], [8, 2.0]]
+  HEAD_MUL: [[1, 2.0], [3, 2.0], [8, 2.0]]
+  POOL_KVQ_KERNEL: [1, 3, 3]
+  POOL_KV_STRIDE_ADAPTIVE: [1, 4, 4]
+  POOL_Q_STRIDE: [[0, 1, 1, 1], [1, 1, 2, 2], [2, 1, 1, 1], [3, 1, 2, 2], [4, 1, 1, 1],
+                  [5, 1, 1, 1], [6, 1, 1, 1], [7, 1, 1, 1], [8, 1, 2, 2], [9, 1, 1, 1]]
+  RESIDUAL_POOLING: True
+  USE_ABS_POS: False
+  REL_POS_SPATIAL: True
+  DIM_MUL_IN_ATT: True
+MODEL: {NUM_CLASSES: 1000, ARCH: mvit, MODEL_NAME: MViT, DROPOUT_RATE: 0.0}
+SOLVER: {BASE_LR: 0.00025}
+"""
+
+
+def _to_slowfast(sd, separate_qkv=False, time_kernel=1):
+    """mvit-lab keys -> SlowFast's: 3-D pooling convs [hd, 1, kt, kh, kw] (PATCH_2D), norm_q,
+    head.projection; with ``separate_qkv`` the fused qkv split into q / k / v."""
+    out = {}
+    for key, value in sd.items():
+        m = re.match(r"^(blocks\.\d+\.attn)\.pool_([qkv])\.(conv|norm)\.(.*)$", key)
+        if m and m[3] == "conv":
+            w = torch.randn(*value.shape[:2], time_kernel, *value.shape[2:])  # unseen taps
+            w[:, :, time_kernel // 2] = value
+            key, value = f"{m[1]}.pool_{m[2]}.{m[4]}", w
+        elif m:
+            key = f"{m[1]}.norm_{m[2]}.{m[4]}"
+        elif separate_qkv and re.search(r"\.attn\.qkv\.", key):
+            for name, part in zip("qkv", value.chunk(3)):
+                out[key.replace(".qkv.", f".{name}.")] = part
+            continue
+        out[key.replace("head.fc.", "head.projection.")] = value
+    return out
+
+
+def _ours(pool_first=False, **kw):
+    cfg = config_from_reference("slowfast", _SLOWFAST_MVITV2_T).replace(pool_first=pool_first,
+                                                                         **kw)
+    torch.manual_seed(0)
+    return perturb_(build_model(cfg)).eval()
+
+
+def _same_logits(a, b):
+    x = input_for(a.cfg.input_size)
+    with torch.no_grad():
+        return (a(x) - b(x)).abs().max().item()
+
+
+@pytest.mark.parametrize("time_kernel", [1, 3])
+def test_slowfast_patch_2d_pool_kernels_convert(tmp_path, time_kernel):
+    """Before: 35 shape errors on MViTv1-B (SlowFast's MVIT_B_16_CONV), one per pooling conv."""
+    cfg = get_config("mvitv1_b", input_size=(1, 64, 64), embed_dim=32)
+    torch.manual_seed(0)
+    ours = perturb_(build_model(cfg)).eval()
+    sd = _to_slowfast(ours.state_dict(), time_kernel=time_kernel)
+    assert sum(k.endswith((".pool_q.weight", ".pool_k.weight", ".pool_v.weight"))
+               for k in sd) == 35
+    assert detect_source(sd) == "slowfast"
+    path = tmp_path / "MVIT_B_16_CONV.pyth"
+    torch.save({"model_state": sd, "epoch": 300}, path)
+    # on a one-frame grid only the centre time tap meets a frame; the others are ignored
+    assert _same_logits(load_pretrained(path, cfg).eval(), ours) == 0.0
+    if time_kernel > 1:
+        even = {k: v[:, :, :2] if v.ndim == 5 else v for k, v in sd.items()}
+        with pytest.raises(ValueError, match="even temporal kernel 2"):
+            convert_state_dict(even, "slowfast", cfg)
+
+
+def test_slowfast_checkpoint_builds_from_its_own_cfg(tmp_path):
+    ours = _ours()
+    path = tmp_path / "checkpoint_epoch_00300.pyth"
+    torch.save({"model_state": _to_slowfast(ours.state_dict()), "epoch": 300,
+                "cfg": _SLOWFAST_MVITV2_T}, path)
+    model = load_pretrained(path).eval()  # no config: SlowFast's cfg entry says it all
+    assert model.cfg == ours.cfg.replace(drop_path_rate=0.1)
+    assert model.cfg.replace(drop_path_rate=0.0, input_size=(1, 224, 224),
+                             embed_dim=96) == get_config("mvitv2_t")
+    assert _same_logits(model, ours) == 0.0
+
+
+def test_separate_qkv_checkpoints_are_fused(tmp_path):
+    """Before: refused as POOL_FIRST. SEPARATE_QKV projects with three linears, then pools."""
+    ours = _ours()
+    sd = _to_slowfast(ours.state_dict(), separate_qkv=True)
+    cfg_text = _SLOWFAST_MVITV2_T.replace("PATCH_2D: True", "PATCH_2D: True\n  SEPARATE_QKV: True")
+    path = tmp_path / "separate.pyth"
+    torch.save({"model_state": sd, "cfg": cfg_text}, path)
+    assert _same_logits(load_pretrained(path).eval(), ours) < 1e-5
+    # no cfg entry: the two layouts have the same keys, so the caller says which
+    bare = tmp_path / "bare.pyth"
+    torch.save({"model_state": sd}, bare)
+    with pytest.raises(ValueError, match="no cfg entry that says which"):
+        load_pretrained(bare, ours.cfg)
+    assert _same_logits(load_pretrained(bare, ours.cfg, separate_qkv=True).eval(), ours) < 1e-5
+    with pytest.raises(ValueError, match=r"^pool_first: the checkpoint has SEPARATE_QKV"):
+        load_pretrained(path, ours.cfg.replace(pool_first=True))
+
+
+def test_pool_first_checkpoints_load(tmp_path):
+    """Before: refused by design. Now a pool_first config, read from the checkpoint's cfg."""
+    ours = _ours(pool_first=True)
+    sd = _to_slowfast(ours.state_dict())
+    assert "blocks.1.attn.q.weight" in sd and "blocks.1.attn.norm_q.weight" in sd
+    cfg_text = _SLOWFAST_MVITV2_T.replace("PATCH_2D: True", "PATCH_2D: True\n  POOL_FIRST: True")
+    path = tmp_path / "pool_first.pyth"
+    torch.save({"model_state": sd, "cfg": cfg_text}, path)
+    model = load_pretrained(path).eval()
+    assert model.cfg.pool_first and _same_logits(model, ours) == 0.0
+    with pytest.raises(ValueError, match=r"^pool_first: the checkpoint has POOL_FIRST"):
+        load_pretrained(path, ours.cfg.replace(pool_first=False))
+    bare = tmp_path / "bare.pyth"
+    torch.save(sd, bare)  # no cfg: a pool_first config is the caller's statement
+    assert _same_logits(load_pretrained(bare, ours.cfg).eval(), ours) == 0.0
+    with pytest.raises(ValueError, match="separate_qkv: True, but the checkpoint's own cfg"):
+        load_pretrained(path, separate_qkv=True)
+    fused = {"blocks.0.attn.qkv.weight": torch.zeros(3, 1)}
+    with pytest.raises(ValueError, match=r"^pool_first: the config pools before projecting"):
+        convert_state_dict(fused, "slowfast", ours.cfg)
+
+
+def test_config_from_reference_reads_yaml(tmp_path):
+    cfg = config_from_reference("slowfast", _SLOWFAST_MVITV2_T, DATA={"TRAIN_CROP_SIZE": 224},
+                                MVIT={"DROPPATH_RATE": 0.0, "EMBED_DIM": 96})
+    assert cfg == get_config("mvitv2_t")
+    path = tmp_path / "MVITv2_T.yaml"
+    path.write_text(_SLOWFAST_MVITV2_T)
+    assert config_from_reference("slowfast", str(path)).input_size == (1, 64, 64)
+    # yacs-style tuples are read as integer tuples, nothing is evaluated
+    text = _SLOWFAST_MVITV2_T.replace("PATCH_2D: True", "PATCH_2D: False")
+    for key, value in (("KERNEL", "(3, 7, 7)"), ("STRIDE", "(2, 4, 4)"), ("PADDING", "(1, 3, 3)")):
+        text = re.sub(rf"PATCH_{key}: \[.*\]", f"PATCH_{key}: {value}", text)
+    video = config_from_reference("slowfast", text, DATA={"NUM_FRAMES": 4})
+    assert video.input_size == (4, 64, 64) and video.patch_kernel == (3, 7, 7)
+
+
+@pytest.mark.parametrize(("text", "overrides", "error"), [
+    (_SLOWFAST_MVITV2_T, dict(MVIT={"POOL_SIZE": 3}), r"^MVIT\.POOL_SIZE: not an option"),
+    (_SLOWFAST_MVITV2_T, dict(MVIT={"REV": {"ENABLE": True}}), r"^MVIT\.REV\.ENABLE: "),
+    (_SLOWFAST_MVITV2_T, dict(MVIT={"MODE": "conv_unshared"}), r"^MVIT\.MODE: "),
+    (_SLOWFAST_MVITV2_T, dict(MVIT={"NORM_STEM": True}), r"^MVIT\.NORM_STEM: "),
+    (_SLOWFAST_MVITV2_T, dict(MODEL={"MODEL_NAME": "MaskMViT"}), r"^MODEL\.MODEL_NAME: "),
+    (_SLOWFAST_MVITV2_T, dict(MVIT={"POOL_KVQ_KERNEL": [1, 4, 4]}),
+     r"^MVIT\.POOL_KVQ_KERNEL: kernel \[1, 4, 4\] with stride \[1, 1, 1\] is padded"),
+    (_SLOWFAST_MVITV2_T, dict(DATA={"TRAIN_CROP_SIZE": 72}), r"^MVIT: the blocks are not"),
+    ("MVIT:\n  DEPTH: 2\n DIM_MUL: []", {}, r"^name: not valid YAML .* at line 3"),
+    ("missing.yaml", {}, r"^name: no such YAML file"),
+])
+def test_config_from_reference_yaml_errors_name_the_key(text, overrides, error):
+    with pytest.raises(ValueError, match=error):
+        config_from_reference("slowfast", text, **overrides)
+
+
+def test_load_pretrained_without_config_needs_an_embedded_one(tmp_path):
+    ref = build_reference("timm", "hiera_tiny_224", dict(img_size=(64, 64)))
+    path = tmp_path / "hiera_tiny.pth"
+    torch.save(ref.state_dict(), path)
+    with pytest.raises(ValueError, match=r"^cfg_or_preset: required for a timm checkpoint"):
+        load_pretrained(path)
+    sd = _to_slowfast(_ours().state_dict())
+    torch.save({"model_state": sd}, path)
+    with pytest.raises(ValueError, match="has no cfg entry to read the architecture from"):
+        load_pretrained(path)
 
 
 def test_config_from_reference_errors_name_the_argument():
@@ -435,8 +614,8 @@ def test_config_from_reference_errors_name_the_argument():
         config_from_reference("timm", "mvitv3")
     with pytest.raises(ValueError, match=r"^abs_win_pos_embed: "):
         config_from_reference("timm", "hiera_tiny_224", abs_win_pos_embed=True)
-    with pytest.raises(ValueError, match=r"^source: slowfast models are configured by YAML"):
-        config_from_reference("slowfast", "MVITv2_S_16x4")
+    with pytest.raises(ValueError, match=r"^source: unknown 'pyslowfast'"):
+        config_from_reference("pyslowfast", "MVITv2_S_16x4")
 
 
 def test_converted_state_dict_fits_exactly():

@@ -53,6 +53,7 @@ def arch_knobs(draw) -> dict:
         kv_pool_every_block=draw(st.booleans()),
         residual_pooling=draw(st.booleans()),
         residual_pooling_cls=draw(st.booleans()),
+        pool_first=draw(st.booleans()),
         skip_pool_kernel=draw(st.sampled_from(["stride", "stride+1"])),
         drop_path_rate=draw(st.sampled_from([0.0, 0.1])),
         head_dropout=draw(st.sampled_from([0.0, 0.2])),
