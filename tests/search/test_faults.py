@@ -80,29 +80,59 @@ def test_a_sigkilled_trial_is_recorded_as_failed_and_the_sweep_goes_on(tmp_path,
 
 @pytest.mark.slow
 def test_driver_interrupted_then_resumed_runs_every_trial_once(tmp_path):
+    """Ctrl-C in the terminal of a real ``mvit-lab sweep``: one line saying how to continue,
+    the running trial recorded as interrupted (not failed), the finished one still finished;
+    a second driver is refused while the first runs; ``--resume`` finishes the rest."""
     path = tmp_path / "exp.yaml"
     path.write_text(json.dumps(_tree(tmp_path, "interrupt", 3, [8, 12, 16])))
     cmd = [sys.executable, "-m", "mvit_lab.cli", "sweep", str(path)]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     driver = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.time() + 240
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    state = tmp_path / "runs" / "sweeps" / "interrupt" / "sweep.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and not state.is_file():
+        time.sleep(0.2)
+    # a second driver of the same sweep, started while the first holds it
+    second = subprocess.Popen([*cmd, "--resume"], cwd=tmp_path, env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     first_done = None
     while time.time() < deadline:  # interrupt once one trial finished and another runs
         try:
-            runs = _children(tmp_path, "interrupt")
-            if (runs["status"] == "FINISHED").any() and (runs["status"] == "RUNNING").any():
+            runs = _children(tmp_path, "interrupt") if state.is_file() else []
+            if len(runs) and (runs["status"] == "FINISHED").any() and (
+                    runs["status"] == "RUNNING").any():
                 first_done = runs[runs["status"] == "FINISHED"].iloc[0]
                 break
         except Exception:
             pass
         time.sleep(0.3)
-    assert first_done is not None, driver.communicate(timeout=5)[0].decode()[-2000:]
+    assert first_done is not None, driver.communicate(timeout=5)
+    _, refused = second.communicate(timeout=300)
+    assert second.returncode == 2 and f"pid {driver.pid}" in refused
+    assert "is running this sweep" in refused
     os.killpg(driver.pid, signal.SIGINT)  # Ctrl-C in the driver's terminal
-    driver.wait(timeout=120)
+    out, err = driver.communicate(timeout=180)
+    assert driver.returncode == 130, err[-3000:]
+    assert err.strip().splitlines()[-1] == (
+        f"interrupted (1 finished, 1 interrupted); continue with `mvit-lab sweep {path} "
+        "--resume`")
+    assert "Traceback" not in out + err and "Tuner.restore" not in out + err
+    # one line per ended trial; the libraries' output is in the sweep's log, not here
+    assert "[1/3] embed_dim=" in out and " val_top1 " in out
+    for noise in ("Configuration for experiment", "TensorBoard", "INFO", "Token auth"):
+        assert noise not in out + err
+    log = (tmp_path / "runs" / "sweeps" / "interrupt" / "sweep.log").read_text()
+    assert "Configuration for experiment" in log and "Stop signal received" in log
+    runs = _children(tmp_path, "interrupt")
+    by_status = runs.set_index("tag.status")
+    assert sorted(runs["tag.status"]) == ["finished", "interrupted"]
+    assert by_status.loc["interrupted", "status"] == "KILLED"
+    assert by_status.loc["finished", "run_id"] == first_done["run_id"]
     resumed = subprocess.run([*cmd, "--resume"], cwd=tmp_path, env=env, capture_output=True,
-                             text=True, timeout=300)
+                             text=True, timeout=400)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert "resumed: 1 of 3 trials had ended" in resumed.stdout
     runs = _children(tmp_path, "interrupt")
     assert len(runs) == 3 and runs["tag.trial_id"].nunique() == 3
     assert set(runs["status"]) == {"FINISHED"} and set(runs["tag.status"]) == {"finished"}

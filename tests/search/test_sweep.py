@@ -93,6 +93,8 @@ def test_gpu_request_on_a_cpu_cluster_is_refused(tmp_path, ray_local, monkeypatc
     with pytest.raises(ValueError, match="resources.gpus: 1 per trial requested but the Ray "
                                          "cluster has 0 GPUs"):
         run_sweep(exp)
+    # refused before anything was written: no sweep folder, no store, no parent run
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "mlruns.db").exists()
 
 
 @pytest.mark.parametrize(("sections", "message"), [
@@ -107,6 +109,11 @@ def test_gpu_request_on_a_cpu_cluster_is_refused(tmp_path, ray_local, monkeypatc
     (dict(search=dict(grid={"pool_mode": ["max"]}), budget=dict(sample=3)),
      "budget.sample: unknown key"),
     (dict(search=dict(grid={"pool_mode": ["max"]}), objectives={"val_top1": "up"}), "sense"),
+    # an objective no trial reports: one line before Ray starts, naming what trials report
+    (dict(search=dict(grid={"pool_mode": ["max"]}), objectives={"val_top": "max"}),
+     r"objectives: no trial reports 'val_top' \(did you mean .*\); trials report: val_top1, "),
+    (dict(search=dict(params={"num_heads": {"choice": [1, 3]}})),
+     r"search.params: 1 of 2 points cannot build: num_heads=3"),
     # every point must pretrain sparsely: 4 mask units, and 0.9 keeps none
     (dict(search=dict(grid={"embed_dim": [8, 16]}), pretrain=dict(mask_ratio=0.9)),
      r"2 point\(s\) cannot build: embed_dim=8: pretrain.mask_ratio: 0.9 keeps no unit of 4"),
