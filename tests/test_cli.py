@@ -97,7 +97,7 @@ def test_ladders_compares_ladder_sweeps_from_mlflow(tmp_path, capsys):
         exps.append(str(path))
     assert main(["ladders", *exps]) == 0
     out = capsys.readouterr().out
-    assert "| a_abs_pos | 1.000 | 85.00 ± 0.00 (1) | 94.00 ± 0.00 (1) | +9.00 |" in out
+    assert "| a_abs_pos | 1.000 | 85.00 (n = 1) | 94.00 (n = 1) | +9.00 |" in out
     quickstart = str(__import__("pathlib").Path(__file__).parents[1] / "experiments" /
                      "quickstart.yaml")
     assert main(["ladders", quickstart]) == 2

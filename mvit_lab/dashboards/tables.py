@@ -20,7 +20,7 @@ from typing import Any
 
 from mvit_lab.dashboards.data import STATUSES, Sweep
 from mvit_lab.search.pareto import front_table
-from mvit_lab.search.tables import ablation_table, ladder_table
+from mvit_lab.search.tables import ablation_table, ladder_table, mean_cell
 
 __all__ = ["ABLATION_NOTE", "UNBALANCED_NOTE", "ablation_views", "counts_table",
            "format_ablation_view", "format_front", "format_ladder_view", "front_rows",
@@ -83,15 +83,8 @@ def ablation_views(sweep: Sweep, metric: str | None = None) -> list[dict[str, An
     return views
 
 
-def _mean_pm(mean: float, spread: float, n: int, show_n: bool = True) -> str:
-    """``mean ± spread (n)``; one trial has no spread to show: ``mean (n = 1)``."""
-    if n < 2:
-        return f"{mean:.2f} (n = {n})" if show_n else f"{mean:.2f}"
-    return f"{mean:.2f} ± {spread:.2f}" + (f" ({n})" if show_n else "")
-
-
 def format_ablation_view(view: dict[str, Any]) -> dict[str, Any]:
-    rows = [[_fmt(r["level"]), str(r["n"]), _mean_pm(r["mean"], r["ci95"], r["n"], False),
+    rows = [[_fmt(r["level"]), str(r["n"]), mean_cell(r["mean"], r["ci95"], r["n"], False),
              f"{r['std']:.2f}" if r["n"] > 1 else "-",
              "baseline" if r["baseline"] else f"{r['diff']:+.2f}"] for r in view["rows"]]
     return dict(title=f"Ablation: {view['factor']}",
@@ -116,7 +109,7 @@ def ladder_view(sweep: Sweep, metric: str | None = None) -> list[dict[str, Any]]
 
 def format_ladder_view(rows: list[dict[str, Any]], metric: str = "val_top1") -> dict[str, Any]:
     out = [[str(r["step"]), str(r["name"]),
-            _mean_pm(r["mean"], r["std"], r["seeds"]), _fmt(r["gflops"]),
+            mean_cell(r["mean"], r["std"], r["seeds"]), _fmt(r["gflops"]),
             f"{r['throughput']:.1f}", f"{r['speedup']:.2f}x"] for r in rows]
     return dict(title="Ladder (the Hiera paper's Table 1)",
                 columns=["step", "name", f"{metric} (mean ± std, n)", "GFLOPs",

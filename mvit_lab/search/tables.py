@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 __all__ = ["ablation_table", "compare_cells", "compare_ladders", "format_ablation",
-           "format_compare", "format_ladder", "ladder_table", "mean_ci"]
+           "format_compare", "format_ladder", "ladder_table", "mean_cell", "mean_ci"]
 
 # two-sided 95% Student t quantiles for 1..30 degrees of freedom
 _T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
@@ -59,12 +59,19 @@ def ladder_table(records: list[dict[str, Any]], metric: str = "val_top1") -> lis
     return rows
 
 
+def mean_cell(mean: float, spread: float, n: int, show_n: bool = True) -> str:
+    """``mean ± spread (n)``; one trial has no spread to show: ``mean (n = 1)``."""
+    if n < 2:
+        return f"{mean:.2f} (n = {n})" if show_n else f"{mean:.2f}"
+    return f"{mean:.2f} ± {spread:.2f}" + (f" ({n})" if show_n else "")
+
+
 def format_ladder(rows: list[dict[str, Any]], metric: str = "val_top1") -> str:
     """The ladder as a markdown table in the form of the Hiera paper's Table 1."""
     lines = [f"| step | {metric} (mean ± std, n) | GFLOPs | throughput (/s) | speed-up |",
              "|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['name']} | {r['mean']:.2f} ± {r['std']:.2f} ({r['seeds']}) | "
+        lines.append(f"| {r['name']} | {mean_cell(r['mean'], r['std'], r['seeds'])} | "
                      f"{r['gflops']:.3f} | {r['throughput']:.1f} | {r['speedup']:.2f}x |")
     return "\n".join(lines)
 
@@ -114,7 +121,7 @@ def compare_cells(row: dict[str, Any], labels: list[str], gflops: str = ".3f") -
              else ""]
     for label in labels:
         res = row["results"].get(label)
-        cells.append(f"{res['mean']:.2f} ± {res['std']:.2f} ({res['seeds']})" if res else "–")
+        cells.append(mean_cell(res["mean"], res["std"], res["seeds"]) if res else "–")
     cells += [f"{row['delta'][label]:+.2f}" if not math.isnan(row["delta"][label]) else "–"
               for label in labels[1:]]
     return cells
@@ -157,5 +164,5 @@ def format_ablation(rows: list[dict[str, Any]], metric: str = "val_top1") -> str
              "|---|---|---|"]
     for r in rows:
         diff = "baseline" if r["baseline"] else f"{r['diff']:+.2f}"
-        lines.append(f"| {r['level']} | {r['mean']:.2f} ± {r['ci95']:.2f} ({r['n']}) | {diff} |")
+        lines.append(f"| {r['level']} | {mean_cell(r['mean'], r['ci95'], r['n'])} | {diff} |")
     return "\n".join(lines)

@@ -34,7 +34,7 @@ def test_two_ladders_side_by_side():
     table = comparison_table(info)
     assert table["columns"] == ["step", "GFLOPs", "val_top1: scratch", "val_top1: mae",
                                 "mae − scratch"]
-    assert table["rows"][1] == ["hiera", "1", "86.00 ± 1.41 (2)", "94.00 ± 0.00 (1)", "+8.00"]
+    assert table["rows"][1] == ["hiera", "1", "86.00 ± 1.41 (2)", "94.00 (n = 1)", "+8.00"]
     fig = comparison_figure(info)
     assert [t.name for t in fig.data] == ["scratch", "mae"]
     assert list(fig.data[0].y) == [91.0, 86.0] and list(fig.data[1].x) == ["mvitv2", "hiera"]
