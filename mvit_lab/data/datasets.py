@@ -3,8 +3,10 @@
 Every dataset checks its files when it is built (``probe=True``): a missing path, an empty
 file, an undecodable or truncated file, or a label outside the class list is skipped with a
 warning and counted in the dataset's ``DataReport``; a dataset with no usable sample is a
-``ValueError`` before any training starts. Samples are sized for the model: images become
-``[3, H, W]``, clips ``[3, T, H, W]`` (``[num_clips, 3, T, H, W]`` when evaluating several).
+``ValueError`` before any training starts. Samples are uint8 pixels sized for the model by the
+dataset's ``transform`` (``mvit_lab.data.transforms``): images ``[3, H, W]``, training clips
+``[3, T, H, W]``, evaluation views ``[views, 3, T, H, W]``. Each dataset names the ``mean`` and
+``std`` that normalise it on the device.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from mvit_lab.data._decode import (
@@ -26,17 +29,16 @@ from mvit_lab.data._decode import (
     KINETICS_STD,
     clip_indices,
     clip_starts,
-    decode_image,
     decode_video,
-    normalise,
     probe_image,
     probe_video,
-    resize,
-    to_clip_layout,
 )
+from mvit_lab.data.transforms import Augment, VideoEval, VideoTrain, image_transforms
 
-__all__ = ["DataReport", "DigitsDataset", "ImageFolder", "ShuffledFrames", "VideoList",
-           "load_digits_split", "time_permutation"]
+__all__ = ["DataReport", "DigitsDataset", "ImageFolder", "Repeated", "ShuffledFrames",
+           "VideoList", "load_digits_split", "time_permutation"]
+
+DIGITS_MEAN = DIGITS_STD = (0.5, 0.5, 0.5)
 
 log = logging.getLogger(__name__)
 
@@ -102,14 +104,17 @@ def load_digits_split(val_fraction: float, seed: int) -> tuple[torch.Tensor, ...
 
 
 class DigitsDataset(Dataset):
-    """Digits scaled up to the model's size, as 3-channel images normalised to mean 0."""
+    """Digits as 3-channel images, scaled up to the model's size by the transform."""
+
+    mean, std = DIGITS_MEAN, DIGITS_STD
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, size: tuple[int, int],
-                 split: str) -> None:
-        x = images[:, None].expand(-1, 3, -1, -1)  # [N, 3, 8, 8]
-        self.images = (resize(x.contiguous(), size) - 0.5) / 0.5
+                 split: str, transform: Any = None) -> None:
+        pixels = (images * 255).round().to(torch.uint8)  # [N, 8, 8], 0..16 -> 0..255
+        self.images = [Image.fromarray(p.numpy()).convert("RGB") for p in pixels]
         self.labels = labels
         self.classes = [str(c) for c in range(10)]
+        self.transform = transform or image_transforms(Augment(), size, self.mean).eval
         counts = Counter(labels.tolist())
         self.report = DataReport("digits", split, self.classes, total=len(labels),
                                  per_class={str(c): counts[c] for c in range(10)})
@@ -118,14 +123,16 @@ class DigitsDataset(Dataset):
         return len(self.labels)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.images[i], int(self.labels[i])
+        return self.transform(self.images[i]), int(self.labels[i])
 
 
 # -- image folders: root/class_name/*.jpg|png -----------------------------------------------------
 class ImageFolder(Dataset):
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+
     def __init__(self, root: str | Path, size: tuple[int, int], *, split: str = "train",
                  classes: list[str] | None = None, probe: bool = True,
-                 files: list[tuple[Path, str]] | None = None) -> None:
+                 files: list[tuple[Path, str]] | None = None, transform: Any = None) -> None:
         root = Path(root)
         if files is None:
             if not root.is_dir():
@@ -139,6 +146,7 @@ class ImageFolder(Dataset):
             classes = classes or sorted({c for _, c in files})
         self.classes = list(classes)
         self.size = size
+        self.transform = transform or image_transforms(Augment(), size, self.mean).eval
         index = {c: i for i, c in enumerate(self.classes)}
         self.report = DataReport("image_folder", split, self.classes, total=len(files))
         self.samples: list[tuple[Path, int]] = []
@@ -155,8 +163,9 @@ class ImageFolder(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[i]
-        image = resize(decode_image(path)[None], self.size)[0]
-        return normalise(image, IMAGENET_MEAN, IMAGENET_STD), label
+        with Image.open(path) as img:
+            image = img.convert("RGB")
+        return self.transform(image), label
 
 
 def _image_problem(path: Path, label: str, index: dict[str, int], probe: bool) -> str | None:
@@ -179,12 +188,16 @@ def _image_problem(path: Path, label: str, index: dict[str, int], probe: bool) -
 # -- video lists: a CSV of path,label (Kinetics style) --------------------------------------------
 class VideoList(Dataset):
     """Clips of ``clip_len`` frames, ``stride`` apart: a random position when training,
-    ``num_clips`` evenly spaced ones when evaluating (stacked, for the caller to average)."""
+    ``num_clips`` evenly spaced ones when evaluating, each cut into the ``VideoEval``
+    transform's spatial crops (stacked, for the caller to average)."""
+
+    mean, std = KINETICS_MEAN, KINETICS_STD
 
     def __init__(self, csv_path: str | Path, size: tuple[int, int], clip_len: int, *,
                  stride: int = 1, train: bool = True, num_clips: int = 1,
                  classes: list[str] | None = None, probe: bool = True,
-                 split: str | None = None, name: str = "video_list") -> None:
+                 split: str | None = None, name: str = "video_list",
+                 transform: VideoTrain | VideoEval | None = None) -> None:
         csv_path = Path(csv_path)
         if not csv_path.is_file():
             raise ValueError(f"data: video list {csv_path} does not exist")
@@ -193,6 +206,8 @@ class VideoList(Dataset):
         index = {c: i for i, c in enumerate(self.classes)}
         self.size, self.clip_len, self.stride = size, clip_len, stride
         self.train, self.num_clips = train, num_clips
+        self.transform = transform or (VideoTrain(Augment(), size, self.mean) if train
+                                       else VideoEval(size))
         split = split or ("train" if train else "val")
         self.report = DataReport(name, split, self.classes, total=len(rows))
         self.samples: list[tuple[Path, int, int]] = []  # path, label, frames
@@ -218,10 +233,11 @@ class VideoList(Dataset):
             starts = clip_starts(frames, self.clip_len, self.stride, self.num_clips)
         indices = [j for s in starts for j in clip_indices(frames, self.clip_len, self.stride, s)]
         video = decode_video(path, indices)  # [clips * T, 3, h, w]
-        video = normalise(resize(video, self.size), KINETICS_MEAN, KINETICS_STD)
-        clips = [to_clip_layout(video[k * self.clip_len:(k + 1) * self.clip_len])
-                 for k in range(len(starts))]
-        return (clips[0] if self.train else torch.stack(clips)), label
+        if video.dtype != torch.uint8:  # decoders before uint8 decoding gave [0, 1] floats
+            video = video.mul(255).round_().to(torch.uint8)
+        if self.train:
+            return self.transform(video), label  # type: ignore[call-arg]
+        return self.transform(video, len(starts)), label  # type: ignore[call-arg]
 
 
 def _read_video_csv(path: Path) -> list[tuple[str, str]]:
@@ -252,6 +268,24 @@ def _video_problem(path: Path, label: str, index: dict[str, int],
         return "undecodable video", 0
 
 
+# -- repeated augmentation: k augmented copies of a sample in its batch -------------------------
+class Repeated(Dataset):
+    """``k`` independent draws of the base dataset's random transform per sample, stacked
+    ``[k, ...]``; the training loop flattens them into the batch (SlowFast's
+    ``AUG.NUM_SAMPLE``: an epoch still visits each sample once, as ``k`` views)."""
+
+    def __init__(self, base: Dataset, k: int) -> None:
+        self.base, self.k = base, k
+        self.report = getattr(base, "report", None)
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        views = [self.base[i] for _ in range(self.k)]
+        return torch.stack([v for v, _ in views]), views[0][1]
+
+
 # -- shuffled frames: how much does a model use time? (MViT, Table 9) -----------------------------
 class ShuffledFrames(Dataset):
     """A video dataset with each clip's frames in a fixed random order (seeded per sample)."""
@@ -260,6 +294,7 @@ class ShuffledFrames(Dataset):
         self.base, self.seed = base, seed
         self.report = getattr(base, "report", None)
         self.classes = getattr(base, "classes", None)
+        self.mean, self.std = getattr(base, "mean", None), getattr(base, "std", None)
 
     def __len__(self) -> int:
         return len(self.base)  # type: ignore[arg-type]
