@@ -18,6 +18,7 @@ from mvit_lab.data.datasets import (
     Repeated,
     ShuffledFrames,
     VideoList,
+    is_listed,
     load_digits_split,
 )
 from mvit_lab.data.moving_digits import class_names, generate_moving_digits
@@ -131,8 +132,7 @@ def _image_folder(cfg: DataConfig, size: tuple[int, int], seed: int,
     rng = random.Random(seed)
     train_files, val_files = [], []
     for c in found:  # a seeded split, stratified by class
-        files = sorted(p for p in (root / c).iterdir() if p.is_file() and
-                       not p.name.startswith("."))
+        files = sorted(p for p in (root / c).iterdir() if is_listed(p))
         rng.shuffle(files)
         n_val = round(len(files) * cfg.val_fraction)
         val_files += [(p, c) for p in files[:n_val]]

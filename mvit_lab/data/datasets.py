@@ -1,19 +1,25 @@
 """Datasets: bundled digits, generated moving-digit videos, image folders and video lists.
 
-Every dataset checks its files when it is built (``probe=True``): a missing path, an empty
-file, an undecodable or truncated file, or a label outside the class list is skipped with a
-warning and counted in the dataset's ``DataReport``; a dataset with no usable sample is a
-``ValueError`` before any training starts. Samples are uint8 pixels sized for the model by the
+Every dataset checks its files when it is built: a missing path or broken symlink, an empty
+file, an undecodable or truncated file (``probe=True`` decodes every file; videos without it
+have their packets counted), or a label outside the class list is skipped with a warning and
+counted in the dataset's ``DataReport``; a dataset with no usable sample is a ``ValueError``
+before any training starts. Probing results are kept in the dataset's manifest
+(``manifest.py``) for later trials. A file that still fails when read is replaced by the next
+sample and counted (``_loadskips.py``). Samples are uint8 pixels sized for the model by the
 dataset's ``transform`` (``mvit_lab.data.transforms``): images ``[3, H, W]``, training clips
-``[3, T, H, W]``, evaluation views ``[views, 3, T, H, W]``. Each dataset names the ``mean`` and
-``std`` that normalise it on the device.
+``[3, T, H, W]``, evaluation views ``[views, 3, T, H, W]``. Each dataset names the ``mean``
+and ``std`` that normalise it on the device.
 """
 
 from __future__ import annotations
 
 import csv
+import difflib
 import logging
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,10 +35,14 @@ from mvit_lab.data._decode import (
     KINETICS_STD,
     clip_indices,
     clip_starts,
+    count_frames,
     decode_video,
+    load_image,
     probe_image,
     probe_video,
 )
+from mvit_lab.data._loadskips import LoadSkips
+from mvit_lab.data.manifest import Manifest, open_manifest
 from mvit_lab.data.transforms import Augment, VideoEval, VideoTrain, image_transforms
 
 __all__ = ["DataReport", "DigitsDataset", "ImageFolder", "Repeated", "ShuffledFrames",
@@ -55,23 +65,46 @@ class DataReport:
     total: int = 0
     per_class: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, list[str]] = field(default_factory=dict)  # reason -> paths
+    manifest: dict[str, Any] | None = None  # where probing was cached, files reused / probed
+    inferred_classes: dict[str, Any] | None = None  # the class list came from the labels
+    load_skips: LoadSkips | None = field(default=None, repr=False, compare=False)
 
     @property
     def usable(self) -> int:
-        return sum(self.per_class.values())
+        return sum(self._merged()[0].values())
+
+    def _merged(self) -> tuple[dict[str, int], dict[str, list[str]]]:
+        """Per-class counts and skips, with the files that failed while loading (so far, in
+        any worker) moved from the first to the second."""
+        if self.load_skips is None:
+            return self.per_class, self.skipped
+        per_class, skipped = dict(self.per_class), {k: list(v) for k, v in self.skipped.items()}
+        for entry in self.load_skips.read():
+            reason = f"{entry['reason']} (found while loading)"
+            skipped.setdefault(reason, []).append(entry["path"])
+            if per_class.get(entry["label"]):
+                per_class[entry["label"]] -= 1
+        return per_class, skipped
 
     def skip(self, reason: str, path: str) -> None:
         log.warning("%s %s: skipping %s (%s)", self.dataset, self.split, path, reason)
         self.skipped.setdefault(reason, []).append(path)
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(dataset=self.dataset, split=self.split, classes=self.classes,
-                    total=self.total, usable=self.usable, per_class=self.per_class,
-                    skipped=self.skipped)
+        per_class, skipped = self._merged()
+        out = dict(dataset=self.dataset, split=self.split, classes=self.classes,
+                   total=self.total, usable=sum(per_class.values()), per_class=per_class,
+                   skipped=skipped)
+        if self.manifest is not None:
+            out["manifest"] = self.manifest
+        if self.inferred_classes is not None:
+            out["inferred_classes"] = self.inferred_classes
+        return out
 
     def summary(self) -> str:
-        skipped = sum(len(v) for v in self.skipped.values())
-        reasons = ", ".join(f"{len(v)} {k}" for k, v in self.skipped.items())
+        _, merged = self._merged()
+        skipped = sum(len(v) for v in merged.values())
+        reasons = ", ".join(f"{len(v)} {k}" for k, v in merged.items())
         return (f"{self.dataset} {self.split}: {self.usable} of {self.total} samples usable, "
                 f"{len(self.classes)} classes" + (f"; skipped {skipped}: {reasons}" if skipped
                                                   else ""))
@@ -140,7 +173,7 @@ class ImageFolder(Dataset):
             found = sorted(d.name for d in root.iterdir() if d.is_dir() and
                            not d.name.startswith("."))
             files = [(p, d) for d in found for p in sorted((root / d).iterdir())
-                     if p.is_file() and not p.name.startswith(".")]
+                     if is_listed(p)]
             classes = classes or found
         else:
             classes = classes or sorted({c for _, c in files})
@@ -150,39 +183,74 @@ class ImageFolder(Dataset):
         index = {c: i for i, c in enumerate(self.classes)}
         self.report = DataReport("image_folder", split, self.classes, total=len(files))
         self.samples: list[tuple[Path, int]] = []
-        for path, label in files:
-            reason = _image_problem(path, label, index, probe)
-            if reason:
-                self.report.skip(reason, str(path))
-                continue
-            self.samples.append((path, index[label]))
+        with _manifest(root, probe, self.report) as manifest:
+            for path, label in files:
+                reason = _image_problem(path, label, index, manifest)
+                if reason:
+                    self.report.skip(reason, str(path))
+                    continue
+                self.samples.append((path, index[label]))
         self.report.per_class = dict(Counter(self.classes[i] for _, i in self.samples))
+        self.report.load_skips = LoadSkips(self.report.dataset, split)
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        """Sample ``i``, or, if its file fails to load, the next that loads (counted)."""
+        return self.report.load_skips.load(i, len(self.samples), self._load,  # type: ignore
+                                           self._describe)
+
+    def _describe(self, i: int, err: BaseException) -> tuple[str, str, str]:
         path, label = self.samples[i]
-        with Image.open(path) as img:
-            image = img.convert("RGB")
-        return self.transform(image), label
+        return str(path), self.classes[label], image_reason(err)
+
+    def _load(self, i: int) -> tuple[torch.Tensor, int]:
+        path, label = self.samples[i]
+        return self.transform(load_image(path)), label
 
 
-def _image_problem(path: Path, label: str, index: dict[str, int], probe: bool) -> str | None:
+def is_listed(path: Path) -> bool:
+    """A file of an image folder: not hidden, and a file or a broken symlink (which is then
+    counted as skipped rather than silently missing)."""
+    return not path.name.startswith(".") and (
+        path.is_file() or (path.is_symlink() and not path.exists()))
+
+
+def image_reason(err: BaseException) -> str:
+    """Why an image failed: Pillow refuses images over ``Image.MAX_IMAGE_PIXELS * 2`` pixels
+    (a decompression bomb, or a real but huge image) before decoding them."""
+    if isinstance(err, Image.DecompressionBombError):
+        return "image too large (Pillow's decompression-bomb limit)"
+    return "missing file" if isinstance(err, FileNotFoundError) else "undecodable image"
+
+
+def _image_problem(path: Path, label: str, index: dict[str, int],
+                   manifest: Manifest | None) -> str | None:
     if label not in index:
         return "label not in the class list"
     if not path.exists():
-        return "missing file"
+        return "broken symlink" if path.is_symlink() else "missing file"
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         return "not an image suffix"
     if path.stat().st_size == 0:
         return "empty file"
-    if probe:
-        try:
-            probe_image(path)
-        except Exception:  # any decoder failure means the same thing here
-            return "undecodable image"
+    if manifest is not None:  # probing: decode once per dataset, then reuse the manifest
+        return manifest.check(path, "decoded", probe_image, image_reason)[0]
     return None
+
+
+@contextmanager
+def _manifest(dataset: Path, probe: bool, report: DataReport) -> Iterator[Manifest | None]:
+    """The dataset's manifest while probing (``None`` when nothing needs it); what it did
+    goes into the report."""
+    if not probe:
+        yield None
+        return
+    with open_manifest(dataset) as manifest:
+        yield manifest
+        report.manifest = dict(path=str(manifest.path) if manifest.path else None,
+                               reused=manifest.reused, probed=manifest.probed)
 
 
 # -- video lists: a CSV of path,label (Kinetics style) --------------------------------------------
@@ -210,20 +278,35 @@ class VideoList(Dataset):
                                        else VideoEval(size))
         split = split or ("train" if train else "val")
         self.report = DataReport(name, split, self.classes, total=len(rows))
+        if not classes:
+            self.report.inferred_classes = infer_classes_warning(
+                Counter(label for _, label in rows), str(csv_path))
         self.samples: list[tuple[Path, int, int]] = []  # path, label, frames
-        for raw, label in rows:
-            path = Path(raw) if Path(raw).is_absolute() else csv_path.parent / raw
-            reason, frames = _video_problem(path, label, index, probe)
-            if reason:
-                self.report.skip(reason, str(path))
-                continue
-            self.samples.append((path, index[label], frames))
+        with _manifest(csv_path, True, self.report) as manifest:  # frame counts, always
+            for raw, label in rows:
+                path = Path(raw) if Path(raw).is_absolute() else csv_path.parent / raw
+                reason, frames = _video_problem(path, label, index, probe, manifest)
+                if reason:
+                    self.report.skip(reason, str(path))
+                    continue
+                self.samples.append((path, index[label], frames))
         self.report.per_class = dict(Counter(self.classes[i] for _, i, _ in self.samples))
+        self.report.load_skips = LoadSkips(name, split)
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        """Sample ``i``, or, if its file fails to load, the next that loads (counted)."""
+        return self.report.load_skips.load(i, len(self.samples), self._load,  # type: ignore
+                                           self._describe)
+
+    def _describe(self, i: int, err: BaseException) -> tuple[str, str, str]:
+        path, label, _ = self.samples[i]
+        reason = "missing file" if isinstance(err, FileNotFoundError) else "undecodable video"
+        return str(path), self.classes[label], reason
+
+    def _load(self, i: int) -> tuple[torch.Tensor, int]:
         path, label, frames = self.samples[i]
         span = (self.clip_len - 1) * self.stride + 1
         if self.train:
@@ -232,12 +315,30 @@ class VideoList(Dataset):
         else:
             starts = clip_starts(frames, self.clip_len, self.stride, self.num_clips)
         indices = [j for s in starts for j in clip_indices(frames, self.clip_len, self.stride, s)]
-        video = decode_video(path, indices)  # [clips * T, 3, h, w]
-        if video.dtype != torch.uint8:  # decoders before uint8 decoding gave [0, 1] floats
-            video = video.mul(255).round_().to(torch.uint8)
+        video = decode_video(path, indices)  # [clips * T, 3, h, w] uint8
         if self.train:
             return self.transform(video), label  # type: ignore[call-arg]
         return self.transform(video, len(starts)), label  # type: ignore[call-arg]
+
+
+def infer_classes_warning(counts: Counter[str], source: str) -> dict[str, Any]:
+    """Warn that the class list (and so ``num_classes``) comes from the labels in ``source``,
+    naming labels that look like typos: rare ones close to a label with many more samples.
+
+    A warning, not an error: inferring the list is documented and convenient (Kinetics has
+    400 classes), and rare classes are legitimate in long-tailed data; the typo check is a
+    heuristic. The result goes into the data report."""
+    suspects = {}
+    for label, n in counts.items():
+        common = [c for c, m in counts.items() if m >= max(5 * n, n + 2)]
+        close = difflib.get_close_matches(label, common, n=1, cutoff=0.8)
+        if close:
+            suspects[label] = dict(samples=n, resembles=close[0], its_samples=counts[close[0]])
+    detail = "".join(f"; {label!r} ({s['samples']} samples) looks like a typo of "
+                     f"{s['resembles']!r} ({s['its_samples']})" for label, s in suspects.items())
+    log.warning("data.classes is not set: %d classes taken from the labels in %s%s; list them "
+                "in data.classes to pin num_classes", len(counts), source, detail)
+    return dict(source=source, num_classes=len(counts), suspected_typos=suspects)
 
 
 def _read_video_csv(path: Path) -> list[tuple[str, str]]:
@@ -252,20 +353,18 @@ def _read_video_csv(path: Path) -> list[tuple[str, str]]:
     return [(r[0].strip(), r[1].strip()) for r in rows]
 
 
-def _video_problem(path: Path, label: str, index: dict[str, int],
-                   probe: bool) -> tuple[str | None, int]:
+def _video_problem(path: Path, label: str, index: dict[str, int], probe: bool,
+                   manifest: Manifest) -> tuple[str | None, int]:
     if label not in index:
         return "label not in the class list", 0
     if not path.exists():
-        return "missing file", 0
+        return ("broken symlink" if path.is_symlink() else "missing file"), 0
     if path.stat().st_size == 0:
         return "empty file", 0
-    if not probe:
-        return None, 1_000_000  # frames unknown: clips clamp to the last decoded frame
-    try:
-        return None, probe_video(path)
-    except Exception:  # PyAV raises several error types for broken containers
-        return "undecodable video", 0
+    # probing decodes every frame; otherwise the packets are counted, not decoded
+    level, count = ("decoded", probe_video) if probe else ("counted", count_frames)
+    reason, frames = manifest.check(path, level, count, "undecodable video")
+    return reason, frames or 0
 
 
 # -- repeated augmentation: k augmented copies of a sample in its batch -------------------------

@@ -155,9 +155,20 @@ def test_clip_index_helpers():
 def test_decode_video_stops_at_the_last_needed_frame(tmp_path):
     _video(tmp_path / "v.mp4", 12)
     full = decode_video(tmp_path / "v.mp4")
-    assert full.shape == (12, 3, 16, 16)
+    assert full.shape == (12, 3, 16, 16) and full.dtype == torch.uint8
     some = decode_video(tmp_path / "v.mp4", [5, 1])
     torch.testing.assert_close(some, full[[5, 1]])
+
+
+def test_without_probing_frame_counts_come_from_the_container(tmp_path):
+    _video(tmp_path / "ramp.mp4", 20)  # frame t has brightness 12 * t
+    (tmp_path / "l.csv").write_text("ramp.mp4,x\n")
+    train = VideoList(tmp_path / "l.csv", (16, 16), clip_len=4, stride=2, probe=False)
+    assert train.samples[0][2] == 20  # not a placeholder
+    for seed in range(10):  # every clip is 4 distinct frames, not the last one repeated
+        torch.manual_seed(seed)
+        clip, _ = train[0]
+        assert torch.all(clip.float().mean(dim=(0, 2, 3)).diff() > 0)
 
 
 # -- moving digits and shuffled frames ------------------------------------------------------------
@@ -209,3 +220,40 @@ def test_moving_digits_datasets(moving):
     assert data.num_classes == 10 and data.val_shuffled is not None
     clip, _ = data.train[0]
     assert clip.shape == (3, 4, 32, 32)
+
+
+def test_a_class_list_taken_from_the_labels_is_announced_with_likely_typos(tmp_path, caplog):
+    _video(tmp_path / "v.mp4", 6)
+    rows = ["v.mp4,archery"] * 6 + ["v.mp4,bowling"] * 6 + ["v.mp4,archey"]  # one typo
+    (tmp_path / "l.csv").write_text("\n".join(rows) + "\n")
+    ds = VideoList(tmp_path / "l.csv", (8, 8), clip_len=2)
+    assert len(ds.classes) == 3  # still inferred, but not silently:
+    assert "data.classes is not set: 3 classes" in caplog.text
+    assert "'archey' (1 samples) looks like a typo of 'archery' (6)" in caplog.text
+    inferred = ds.report.to_dict()["inferred_classes"]
+    assert inferred["num_classes"] == 3 and list(inferred["suspected_typos"]) == ["archey"]
+    caplog.clear()
+    pinned = VideoList(tmp_path / "l.csv", (8, 8), clip_len=2, classes=["archery", "bowling"])
+    assert "data.classes is not set" not in caplog.text and len(pinned) == 12
+    assert "inferred_classes" not in pinned.report.to_dict()
+
+
+def test_broken_symlinks_are_counted_not_dropped(tmp_path):
+    for c in ("a", "b"):
+        for i in range(2):
+            _png(tmp_path / "img" / c / f"{i}.png", i)
+    (tmp_path / "img" / "a" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    ds = ImageFolder(tmp_path / "img", (8, 8))
+    assert ds.report.total == 5 and len(ds) == 4
+    assert ds.report.skipped == {"broken symlink": [str(tmp_path / "img" / "a" / "gone.png")]}
+    data = build_datasets(DataConfig(dataset="image_folder", root=str(tmp_path / "img"),
+                                     val_fraction=0.5), IMAGE_MODEL)  # the seeded split too
+    assert sum(r.total for r in data.reports) == 5
+    assert [r.skipped for r in data.reports if r.skipped] == [
+        {"broken symlink": [str(tmp_path / "img" / "a" / "gone.png")]}]
+    _video(tmp_path / "v.mp4", 6)
+    (tmp_path / "gone.mp4").symlink_to(tmp_path / "nowhere.mp4")
+    (tmp_path / "l.csv").write_text("v.mp4,a\ngone.mp4,a\nmissing.mp4,a\n")
+    videos = VideoList(tmp_path / "l.csv", (8, 8), clip_len=2)
+    assert {k: len(v) for k, v in videos.report.skipped.items()} == {
+        "broken symlink": 1, "missing file": 1}
