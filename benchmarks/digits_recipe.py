@@ -35,6 +35,14 @@ def _interval(values: list[float]) -> list[float]:
     return [mean - half, mean + half]
 
 
+def _progress(label: str):
+    def show(m: dict) -> None:
+        if m["epoch"] % 10 == 0:
+            print(f"  {label} epoch {m['epoch']}: val top-1 {m['val_top1']:.1f}", flush=True)
+
+    return show
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -48,7 +56,7 @@ def main() -> None:
             sets = [*args.set, f"train.seed={seed}"] + (OFF if variant == "without" else [])
             exp = load_experiment(path, sets)
             start = time.perf_counter()
-            final = train(exp).final
+            final = train(exp, callback=_progress(f"{variant} seed {seed}")).final
             runs[variant].append(dict(seed=seed, val_top1=final["val_top1"],
                                       train_loss=final["train_loss"],
                                       seconds=time.perf_counter() - start))
