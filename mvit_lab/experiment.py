@@ -60,7 +60,7 @@ class DataConfig:
         _as_choice("data.dataset", self.dataset, DATASETS)
         for name in ("stride", "eval_clips", "num_train", "num_val", "frames"):
             _as_int(f"data.{name}", getattr(self, name))
-        if self.eval_crops not in (1, 3):
+        if isinstance(self.eval_crops, bool) or self.eval_crops not in (1, 3):
             raise _fail("data.eval_crops", f"must be 1 (center) or 3 (along the long side), "
                                            f"got {self.eval_crops!r}")
         _as_int("data.num_workers", self.num_workers, minimum=0)
@@ -442,7 +442,7 @@ def experiment_from_dict(tree: dict[str, Any], path: str | None = None, *,
         raise ValueError(f"model.in_chans: the datasets give 3-channel inputs, got "
                          f"{model.in_chans}")
     extra = {k: copy.deepcopy(tree[k]) for k in EXTRA_SECTIONS if k in tree}
-    if train.mixes and train.batch_size % 2:
+    if train.mixes and (train.batch_size * train.repeated_aug) % 2:
         raise _fail("train.batch_size", f"mixup / cutmix mix a batch with its reverse and need "
                                         f"an even batch, got {train.batch_size}")
     return Experiment(name=name, data=data, model=model, train=train, path=path, extra=extra,
