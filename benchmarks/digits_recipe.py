@@ -37,7 +37,7 @@ def _interval(values: list[float]) -> list[float]:
 
 def _progress(label: str):
     def show(m: dict) -> None:
-        if m["epoch"] % 10 == 0:
+        if "val_top1" in m:
             print(f"  {label} epoch {m['epoch']}: val top-1 {m['val_top1']:.1f}", flush=True)
 
     return show

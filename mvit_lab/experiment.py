@@ -127,6 +127,7 @@ class TrainConfig:
     interpolation: str = "bilinear"
     eval_crop_pct: float | None = None  # resize to size / crop_pct, center crop; None: resize
     shuffled_eval: str = "final"  # video: shuffled-frames top-1 at the final epoch only
+    eval_every: int = 1  # evaluate every N epochs and after the last (SlowFast's EVAL_PERIOD)
     seed: int = 0
     device: str = "auto"  # auto: cuda when available
     amp: str = "bfloat16"  # autocast dtype on CUDA; the CPU trains in float32
@@ -172,6 +173,7 @@ class TrainConfig:
         if self.eval_crop_pct is not None:
             _as_float("train.eval_crop_pct", self.eval_crop_pct, 0.0, 1.0000001, low_open=True)
         _as_choice("train.shuffled_eval", self.shuffled_eval, ("final", "every", "never"))
+        _as_int("train.eval_every", self.eval_every)
         if self.rand_augment is not None:
             _check_rand_augment(self.rand_augment)
         _as_int("train.seed", self.seed, minimum=0)

@@ -221,12 +221,15 @@ def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = 
         final_epoch = epoch == cfg.epochs - 1
         shuffle = shuffled_seed if cfg.shuffled_eval == "every" or (
             cfg.shuffled_eval == "final" and final_epoch) else None
+        evaluating = final_epoch or (epoch + 1) % cfg.eval_every == 0
         amp_ctx = autocast() if use_amp else None
-        val = evaluate(model, val_loader, device, amp_ctx, shuffle_seed=shuffle, prep=eval_prep)
-        metrics.update(val_loss=val["loss"], val_top1=val["top1"], val_top5=val["top5"])
-        if "top1_shuffled" in val:
-            metrics["val_top1_shuffled"] = val["top1_shuffled"]
-        if ema is not None:
+        if evaluating:
+            val = evaluate(model, val_loader, device, amp_ctx, shuffle_seed=shuffle,
+                           prep=eval_prep)
+            metrics.update(val_loss=val["loss"], val_top1=val["top1"], val_top5=val["top5"])
+            if "top1_shuffled" in val:
+                metrics["val_top1_shuffled"] = val["top1_shuffled"]
+        if ema is not None and evaluating:
             val = evaluate(ema.module, val_loader, device, autocast() if use_amp else None,
                            prep=eval_prep)
             metrics.update(val_ema_loss=val["loss"], val_ema_top1=val["top1"],
