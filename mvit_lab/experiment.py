@@ -248,6 +248,7 @@ class PretrainConfig:
     drop_path_rate: float | None = None  # None: the model's
     crop_scale: tuple[float, float] | None = None  # random-resized-crop area; None: no crop
     hflip: float = 0.0
+    interpolation: str = "bilinear"
     repeated_aug: int = 1
     clip_grad: float | None = None  # None: train.clip_grad
 
@@ -266,6 +267,7 @@ class PretrainConfig:
             object.__setattr__(self, "crop_scale", _as_pair(
                 "pretrain.crop_scale", self.crop_scale, float, 0.0, 1.0000001))
         _as_float("pretrain.hflip", self.hflip, 0.0, 1.0000001)
+        _as_choice("pretrain.interpolation", self.interpolation, ("bilinear", "bicubic"))
         _as_int("pretrain.repeated_aug", self.repeated_aug)
         if self.mask_ratio is not None:
             _as_float("pretrain.mask_ratio", self.mask_ratio, 0.0, 1.0)

@@ -153,7 +153,8 @@ _register(Recipe(
 _register(Recipe(
     name="hiera_mae_in1k", section="pretrain",
     source="Hiera (Ryali et al. 2023), appendix: MAE pretraining settings for IN-1K; the "
-           "decoder (8 blocks x 512) of facebookresearch/hiera hiera_mae.py",
+           "decoder (8 blocks x 512) of facebookresearch/hiera hiera_mae.py; bicubic crops as "
+           "MAE's main_pretrain.py",
     values={
         "pretrain.epochs": 1600, "pretrain.global_batch": 4096, "pretrain.lr": 8e-4,
         "pretrain.lr_batch": 4096, "pretrain.min_lr": 0.0, "pretrain.weight_decay": 0.05,
@@ -161,6 +162,7 @@ _register(Recipe(
         "pretrain.mask_ratio": 0.6, "pretrain.norm_pix_loss": True,
         "pretrain.decoder_dim": 512, "pretrain.decoder_depth": 8, "pretrain.decoder_heads": 16,
         "pretrain.crop_scale": [0.2, 1.0], "pretrain.hflip": 0.5, "pretrain.repeated_aug": 1,
+        "pretrain.interpolation": "bicubic",
         "pretrain.drop_path_rate": BySize(T=0.0, S=0.0, B=0.2, Bp=0.2, L=0.2, H=0.3),
     },
     notes="facebookresearch/hiera ships no training code; the values are the paper's table"))
@@ -233,6 +235,7 @@ _register(Recipe(
         "pretrain.norm_pix_loss": True, "pretrain.decoder_dim": 512,
         "pretrain.decoder_depth": 4, "pretrain.decoder_heads": 16,
         "pretrain.crop_scale": [0.5, 1.0], "pretrain.hflip": 0.5, "pretrain.repeated_aug": 4,
+        "pretrain.interpolation": "bilinear",
         "pretrain.drop_path_rate": 0.0, "pretrain.clip_grad": 0.02, "data.stride": 4,
     },
     notes="Hiera publishes no separate video pretraining table, so MAE-ST's values stand in; "

@@ -54,7 +54,7 @@ def test_hiera_mae_in1k(preset, drop_path):
     assert (p.betas, p.weight_decay, p.mask_ratio, p.norm_pix_loss) == (
         (0.9, 0.95), 0.05, 0.6, True)
     assert (p.crop_scale, p.hflip, p.drop_path_rate) == ((0.2, 1.0), 0.5, drop_path)
-    assert (p.decoder_depth, p.decoder_dim) == (8, 512)
+    assert (p.decoder_depth, p.decoder_dim, p.interpolation) == (8, 512, "bicubic")
 
 
 @pytest.mark.parametrize(("preset", "lr", "epochs", "drop_path", "layer_decay"), [
