@@ -133,10 +133,12 @@ def count_frames(path: str | Path) -> int:
 
 
 def probe_video(path: str | Path) -> int:
-    """Decode every frame (catching truncation) and return the frame count."""
+    """Decode every frame (catching truncation) and return the frame count. On one thread:
+    the manifest probes many files at once, one per CPU."""
     count = 0
     with av.open(str(path)) as container:
         stream = _video_stream(container, path)
+        stream.thread_type = "NONE"
         for _ in container.decode(stream):
             count += 1
     if count == 0:

@@ -183,13 +183,19 @@ class ImageFolder(Dataset):
         index = {c: i for i, c in enumerate(self.classes)}
         self.report = DataReport("image_folder", split, self.classes, total=len(files))
         self.samples: list[tuple[Path, int]] = []
+        reasons = [_image_problem(path, label, index) for path, label in files]
         with _manifest(root, probe, self.report) as manifest:
-            for path, label in files:
-                reason = _image_problem(path, label, index, manifest)
-                if reason:
-                    self.report.skip(reason, str(path))
-                    continue
-                self.samples.append((path, index[label]))
+            if manifest is not None:  # probing: decode once per dataset, then reuse
+                todo = [i for i, r in enumerate(reasons) if r is None]
+                checked = manifest.check_all([files[i][0] for i in todo], "decoded",
+                                             probe_image, image_reason)
+                for i, (reason, _) in zip(todo, checked):
+                    reasons[i] = reason
+        for (path, label), reason in zip(files, reasons):
+            if reason:
+                self.report.skip(reason, str(path))
+                continue
+            self.samples.append((path, index[label]))
         self.report.per_class = dict(Counter(self.classes[i] for _, i in self.samples))
         self.report.load_skips = LoadSkips(self.report.dataset, split)
 
@@ -225,8 +231,8 @@ def image_reason(err: BaseException) -> str:
     return "missing file" if isinstance(err, FileNotFoundError) else "undecodable image"
 
 
-def _image_problem(path: Path, label: str, index: dict[str, int],
-                   manifest: Manifest | None) -> str | None:
+def _image_problem(path: Path, label: str, index: dict[str, int]) -> str | None:
+    """What is wrong with a file before decoding it, if anything."""
     if label not in index:
         return "label not in the class list"
     if not path.exists():
@@ -235,8 +241,6 @@ def _image_problem(path: Path, label: str, index: dict[str, int],
         return "not an image suffix"
     if path.stat().st_size == 0:
         return "empty file"
-    if manifest is not None:  # probing: decode once per dataset, then reuse the manifest
-        return manifest.check(path, "decoded", probe_image, image_reason)[0]
     return None
 
 
@@ -282,14 +286,23 @@ class VideoList(Dataset):
             self.report.inferred_classes = infer_classes_warning(
                 Counter(label for _, label in rows), str(csv_path))
         self.samples: list[tuple[Path, int, int]] = []  # path, label, frames
+        paths = [Path(raw) if Path(raw).is_absolute() else csv_path.parent / raw
+                 for raw, _ in rows]
+        checked: list[tuple[str | None, int | None]] = [
+            (_video_problem(path, label, index), None) for path, (_, label) in zip(paths, rows)]
+        # probing decodes every frame; otherwise the packets are counted, not decoded
+        level, count = ("decoded", probe_video) if probe else ("counted", count_frames)
         with _manifest(csv_path, True, self.report) as manifest:  # frame counts, always
-            for raw, label in rows:
-                path = Path(raw) if Path(raw).is_absolute() else csv_path.parent / raw
-                reason, frames = _video_problem(path, label, index, probe, manifest)
-                if reason:
-                    self.report.skip(reason, str(path))
-                    continue
-                self.samples.append((path, index[label], frames))
+            todo = [i for i, (r, _) in enumerate(checked) if r is None]
+            probed = manifest.check_all([paths[i] for i in todo], level, count,
+                                        "undecodable video")
+            for i, result in zip(todo, probed):
+                checked[i] = result
+        for path, (_, label), (reason, frames) in zip(paths, rows, checked):
+            if reason:
+                self.report.skip(reason, str(path))
+                continue
+            self.samples.append((path, index[label], frames or 0))
         self.report.per_class = dict(Counter(self.classes[i] for _, i, _ in self.samples))
         self.report.load_skips = LoadSkips(name, split)
 
@@ -353,18 +366,15 @@ def _read_video_csv(path: Path) -> list[tuple[str, str]]:
     return [(r[0].strip(), r[1].strip()) for r in rows]
 
 
-def _video_problem(path: Path, label: str, index: dict[str, int], probe: bool,
-                   manifest: Manifest) -> tuple[str | None, int]:
+def _video_problem(path: Path, label: str, index: dict[str, int]) -> str | None:
+    """What is wrong with a file before opening it, if anything."""
     if label not in index:
-        return "label not in the class list", 0
+        return "label not in the class list"
     if not path.exists():
-        return ("broken symlink" if path.is_symlink() else "missing file"), 0
+        return "broken symlink" if path.is_symlink() else "missing file"
     if path.stat().st_size == 0:
-        return "empty file", 0
-    # probing decodes every frame; otherwise the packets are counted, not decoded
-    level, count = ("decoded", probe_video) if probe else ("counted", count_frames)
-    reason, frames = manifest.check(path, level, count, "undecodable video")
-    return reason, frames or 0
+        return "empty file"
+    return None
 
 
 # -- repeated augmentation: k augmented copies of a sample in its batch -------------------------

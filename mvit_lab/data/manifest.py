@@ -27,6 +27,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -77,26 +78,34 @@ class Manifest:
         """(skip reason, frames) of ``path``: from the manifest when the file is unchanged
         and was checked at ``level`` or better, else from ``probe(path)`` (raising means
         ``reason``, or ``reason(error)``), then recorded."""
-        stat = path.stat()
-        key = str(path.absolute())
-        entry = self.entries.get(key)
-        if (entry is not None and entry.size == stat.st_size
-                and entry.mtime_ns == stat.st_mtime_ns
-                and LEVELS.get(entry.level, -1) >= LEVELS[level]):
-            self.reused += 1
-            return entry.reason, entry.frames
-        try:
-            entry = ManifestEntry(stat.st_size, stat.st_mtime_ns, level, frames=probe(path))
-        except Exception as err:  # decoders raise many types; each means the same here
-            why = reason if isinstance(reason, str) else reason(err)
-            entry = ManifestEntry(stat.st_size, stat.st_mtime_ns, level, reason=why,
-                                  error=f"{type(err).__name__}: {err}"[:300])
-        self.entries[key] = entry
-        self.probed += 1
-        self._dirty = True
-        if time.monotonic() - self._saved_at > SAVE_EVERY:
-            self.save()
-        return entry.reason, entry.frames
+        return self.check_all([path], level, probe, reason, workers=1)[0]
+
+    def check_all(self, paths: list[Path], level: str, probe: Callable[[Path], int | None],
+                  reason: str | Callable[[Exception], str], workers: int | None = None
+                  ) -> list[tuple[str | None, int | None]]:
+        """``check`` for many files; those not in the manifest are probed on ``workers``
+        threads (default: one per CPU; PyAV and Pillow decode without holding the GIL)."""
+        found: dict[str, ManifestEntry] = {}
+        todo: list[tuple[str, Path]] = []
+        for path in paths:
+            key = str(path.absolute())
+            entry = self.entries.get(key)
+            if entry is not None and key not in found and _current(entry, path, level):
+                found[key] = entry
+                self.reused += 1
+            elif key not in found:
+                found[key] = entry  # type: ignore[assignment]  # replaced below
+                todo.append((key, path))
+        workers = min(workers or os.cpu_count() or 1, max(len(todo), 1))
+        with ThreadPoolExecutor(workers) as pool:  # results in order, stored here
+            for (key, _), entry in zip(todo, pool.map(
+                    lambda item: _probe(item[1], level, probe, reason), todo)):
+                found[key] = self.entries[key] = entry
+                self.probed += 1
+                self._dirty = True
+                if time.monotonic() - self._saved_at > SAVE_EVERY:
+                    self.save()
+        return [(found[k].reason, found[k].frames) for k in (str(p.absolute()) for p in paths)]
 
     def save(self) -> None:
         """Write atomically (the caller holds the lock)."""
@@ -161,6 +170,23 @@ def _load(path: Path, dataset: str) -> dict[str, ManifestEntry]:
         os.replace(path, aside)
         log.warning("manifest %s unreadable (%s); moved to %s and rebuilt", path, err, aside)
         return {}
+
+
+def _current(entry: ManifestEntry, path: Path, level: str) -> bool:
+    stat = path.stat()
+    return (entry.size == stat.st_size and entry.mtime_ns == stat.st_mtime_ns
+            and LEVELS.get(entry.level, -1) >= LEVELS[level])
+
+
+def _probe(path: Path, level: str, probe: Callable[[Path], int | None],
+           reason: str | Callable[[Exception], str]) -> ManifestEntry:
+    stat = path.stat()
+    try:
+        return ManifestEntry(stat.st_size, stat.st_mtime_ns, level, frames=probe(path))
+    except Exception as err:  # decoders raise many types; each means the same here
+        why = reason if isinstance(reason, str) else reason(err)
+        return ManifestEntry(stat.st_size, stat.st_mtime_ns, level, reason=why,
+                             error=f"{type(err).__name__}: {err}"[:300])
 
 
 def _compact(entry: ManifestEntry) -> dict:

@@ -146,3 +146,30 @@ def test_nothing_is_written_beside_the_dataset(video_list):
     VideoList(video_list, (8, 8), clip_len=4, probe=False)
     assert sorted(os.listdir(video_list.parent)) == before  # a read-only dataset works
     assert manifest_path(video_list).is_file()
+
+
+def test_probing_runs_on_several_threads_and_keeps_the_order(tmp_path):
+    import threading
+    import time
+
+    paths = []
+    for i in range(8):
+        paths.append(tmp_path / f"{i}.bin")
+        paths[-1].write_bytes(b"x" * (i + 1))
+    threads = set()
+
+    def probe(path):
+        threads.add(threading.get_ident())
+        time.sleep(0.05)
+        if path.name == "3.bin":
+            raise ValueError("bad")
+        return path.stat().st_size
+
+    with open_manifest(tmp_path / "list.csv") as manifest:
+        got = manifest.check_all([*paths, paths[0]], "counted", probe, "bad file", workers=4)
+    assert got == [(None, i + 1) if i != 3 else ("bad file", None) for i in range(8)] + [
+        (None, 1)]
+    assert len(threads) > 1 and manifest.probed == 8
+    with open_manifest(tmp_path / "list.csv") as manifest:  # all reused, in order
+        assert manifest.check_all(paths, "counted", probe, "bad file") == got[:8]
+        assert manifest.reused == 8 and manifest.probed == 0
