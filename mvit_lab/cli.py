@@ -169,6 +169,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mvit_lab.train import train
 
     exp = load_experiment(args.experiment, args.set)
+    if args.print_config:
+        return _print_config(exp)
     out = args.out or f"runs/{exp.name}"
     video = exp.data.is_video
     columns = ["epoch", "train_loss", "val_loss", "val_top1", "val_top5"] + (
@@ -232,10 +234,29 @@ def _epoch_table(columns: list[str]) -> Callable[[dict], None]:
         if not started:
             print("  ".join(c.rjust(w) for c, w in zip(columns, widths)), flush=True)
             started.append(True)
-        cells = [f"{m[c]:.4g}" if isinstance(m[c], float) else str(m[c]) for c in columns]
+        cells = [f"{m[c]:.4g}" if isinstance(m.get(c), float) else str(m.get(c, "-"))
+                 for c in columns]
         print("  ".join(c.rjust(w) for c, w in zip(cells, widths)), flush=True)
 
     return show
+
+
+def _print_config(exp: Any) -> int:
+    """The fully resolved experiment as YAML, each recipe's source as a comment; no run."""
+    import yaml
+
+    from mvit_lab.recipes import get_recipe
+
+    for section in ("pretrain", "train"):
+        name = getattr(getattr(exp, section), "recipe", None) if getattr(exp, section) else None
+        if name:
+            recipe = get_recipe(name, section)
+            print(f"# {section}.recipe {name}: {recipe.source}")
+            if recipe.notes:
+                print(f"#   notes: {recipe.notes}")
+    print(yaml.safe_dump(exp.to_dict(), sort_keys=False, default_flow_style=None, width=99),
+          end="")
+    return 0
 
 
 def _front_rows(front: list[dict], objectives: list) -> list[list[str]]:
@@ -254,6 +275,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     exp = load_experiment(args.experiment, args.set)
     sweep = parse_sweep(exp)  # every key checked before Ray starts
+    if args.print_config:
+        return _print_config(exp)
     n = len(sweep.space.points()) * len(sweep.seeds) if sweep.space.mode != "params" else \
         sweep.samples
     print(f"sweep {exp.name}: {n} trials ({sweep.algorithm}), objectives "
@@ -511,6 +534,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     p.add_argument("--json", action="store_true",
                    help="print the final metrics as one JSON object on the last line")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved experiment (recipe values filled in) as YAML; "
+                        "no training")
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("sweep", help="run an experiment's search space as Ray Tune trials")
     p.add_argument("experiment", help="an experiment YAML file with a search section")
@@ -525,6 +551,9 @@ def _parser() -> argparse.ArgumentParser:
                    "output too (default: only in the sweep folder's sweep.log)")
     p.add_argument("--status-every", type=float, default=60.0, metavar="SECONDS",
                    help="how often to print the sweep's status line (default: 60)")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved experiment (recipe values filled in) as YAML; "
+                        "no sweep")
     p.set_defaults(func=cmd_sweep)
     p = sub.add_parser("measure", help="re-measure a sweep's architectures one at a time on "
                        "one device and write the costs back to its trials")

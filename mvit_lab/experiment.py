@@ -8,6 +8,9 @@
     train: {epochs: 30, batch_size: 64, lr: 0.002}
     pretrain: {epochs: 20, mask_ratio: 0.6, decoder_dim: 128}   # optional: MAE first
 
+``train: {recipe: mvitv2_in1k}`` fills every unset key from a published recipe
+(``mvit_lab.recipes``); the file's own keys and ``--set`` overrides win.
+
 ``--set section.key=value`` overrides any key (``train.epochs=5``, ``model.pool_mode=max``).
 An unknown section or key, a value of the wrong type, or a model the config rejects is a
 ``ValueError`` naming the dotted key. Sizes come from the model: the data is decoded and resized
@@ -35,6 +38,7 @@ from mvit_lab._validate import (
 from mvit_lab.config import ArchConfig, knob_names
 from mvit_lab.configfile import safe_load
 from mvit_lab.presets import get_config
+from mvit_lab.recipes import resolve_recipes
 
 __all__ = ["DataConfig", "Experiment", "PretrainConfig", "TrainConfig", "apply_overrides",
            "check_objectives", "load_experiment"]
@@ -51,8 +55,10 @@ class DataConfig:
     val_csv: str | None = None
     classes: tuple[str, ...] | None = None  # default: sorted labels found
     stride: int = 1  # frames between sampled frames (tau)
-    eval_clips: int = 1  # evenly spaced clips averaged per video at evaluation
+    eval_clips: int = 1  # evenly spaced clips averaged per video at evaluation (temporal views)
+    eval_crops: int = 1  # video: 1 center or 3 crops along the long side (spatial views)
     val_fraction: float = 0.2  # digits, and image folders without train/ and val/
+    train_fraction: float = 1.0  # digits: a seeded, stratified share of the training split
     num_train: int = 1000  # moving_digits
     num_val: int = 300
     frames: int = 16  # moving_digits: frames written per video
@@ -63,8 +69,15 @@ class DataConfig:
         _as_choice("data.dataset", self.dataset, DATASETS)
         for name in ("stride", "eval_clips", "num_train", "num_val", "frames"):
             _as_int(f"data.{name}", getattr(self, name))
+        if isinstance(self.eval_crops, bool) or self.eval_crops not in (1, 3):
+            raise _fail("data.eval_crops", f"must be 1 (center) or 3 (along the long side), "
+                                           f"got {self.eval_crops!r}")
         _as_int("data.num_workers", self.num_workers, minimum=0)
         _as_float("data.val_fraction", self.val_fraction, 0.0, 1.0, low_open=True)
+        _as_float("data.train_fraction", self.train_fraction, 0.0, 1.0000001, low_open=True)
+        if self.train_fraction < 1.0 and self.dataset != "digits":
+            raise _fail("data.train_fraction", f"subsets only the digits for now, not "
+                                               f"{self.dataset}")
         _as_bool("data.probe", self.probe)
         for name in ("root", "train_csv", "val_csv"):
             value = getattr(self, name)
@@ -86,15 +99,44 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """The training recipe. ``recipe: NAME`` fills every key this file leaves unset from a
+    published recipe (``mvit_lab.recipes``); the defaults are a plain run without
+    augmentation (images resized whole to the model's size)."""
+
+    recipe: str | None = None  # a published recipe (mvit-lab recipes lists them)
+    recipe_size: str | None = None  # T, S, B, B+, L or H: the recipe's size-dependent values
     epochs: int = 20
-    batch_size: int = 64
+    batch_size: int = 64  # samples per step on one device (before repeated augmentation)
     eval_batch_size: int | None = None  # default: 2 * batch_size
+    global_batch: int | None = None  # samples per optimizer step: accumulates micro-batches
     lr: float = 1e-3
-    min_lr: float = 1e-5
-    weight_decay: float = 0.05
+    lr_batch: int | None = None  # lr is per this many samples (scaled by the global batch)
+    min_lr: float = 1e-5  # scaled with lr
+    warmup_start_lr: float = 0.0  # scaled with lr
+    weight_decay: float = 0.05  # never on norms, biases, cls / mask tokens
+    no_decay_pos: bool = True  # nor on position tables (SlowFast's ZERO_DECAY_POS_CLS)
+    betas: tuple[float, float] = (0.9, 0.999)
+    layer_decay: float | None = None  # lr * layer_decay ** (blocks above), per block
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
     clip_grad: float | None = 1.0
+    ema_decay: float | None = None  # an EMA of the weights, evaluated beside the model
+    # augmentation (the same draw for every frame of a clip)
+    crop_scale: tuple[float, float] | None = None  # random-resized-crop area; None: no crop
+    crop_ratio: tuple[float, float] = (0.75, 1.3333)
+    short_side_jitter: tuple[int, int] | None = None  # video: short side in [a, b], crop
+    hflip: float = 0.0
+    rand_augment: str | None = None  # timm's format, e.g. rand-m9-n6-mstd0.5-inc1
+    random_erasing: float = 0.0
+    mixup: float = 0.0  # Beta(alpha) of mixup; 0: off
+    cutmix: float = 0.0  # Beta(alpha) of cutmix; 0: off
+    mixup_prob: float = 1.0
+    mixup_switch_prob: float = 0.5
+    repeated_aug: int = 1  # augmented copies of each sample in its batch
+    interpolation: str = "bilinear"
+    eval_crop_pct: float | None = None  # resize to size / crop_pct, center crop; None: resize
+    shuffled_eval: str = "final"  # video: shuffled-frames top-1 at the final epoch only
+    eval_every: int = 1  # evaluate every N epochs and after the last (SlowFast's EVAL_PERIOD)
     seed: int = 0
     device: str = "auto"  # auto: cuda when available
     amp: str = "bfloat16"  # autocast dtype on CUDA; the CPU trains in float32
@@ -103,17 +145,46 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _as_int("train.epochs", self.epochs)
         _as_int("train.batch_size", self.batch_size)
-        if self.eval_batch_size is not None:
-            _as_int("train.eval_batch_size", self.eval_batch_size)
-        if self.threads is not None:
-            _as_int("train.threads", self.threads)
+        for name in ("eval_batch_size", "threads", "global_batch", "lr_batch"):
+            if getattr(self, name) is not None:
+                _as_int(f"train.{name}", getattr(self, name))
         _as_float("train.lr", self.lr, 0.0, low_open=True)
         _as_float("train.min_lr", self.min_lr, 0.0)
+        _as_float("train.warmup_start_lr", self.warmup_start_lr, 0.0)
         _as_float("train.weight_decay", self.weight_decay, 0.0)
+        _as_bool("train.no_decay_pos", self.no_decay_pos)
         _as_float("train.warmup_epochs", self.warmup_epochs, 0.0)
         _as_float("train.label_smoothing", self.label_smoothing, 0.0, 1.0)
         if self.clip_grad is not None:
             _as_float("train.clip_grad", self.clip_grad, 0.0, low_open=True)
+        object.__setattr__(self, "betas", _as_pair("train.betas", self.betas, float, 0.0, 1.0))
+        if self.layer_decay is not None:
+            _as_float("train.layer_decay", self.layer_decay, 0.0, 1.0000001, low_open=True)
+        if self.ema_decay is not None:
+            _as_float("train.ema_decay", self.ema_decay, 0.0, 1.0, low_open=True)
+        if self.crop_scale is not None:
+            scale = _as_pair("train.crop_scale", self.crop_scale, float, 0.0, 1.0000001)
+            object.__setattr__(self, "crop_scale", scale)
+        object.__setattr__(self, "crop_ratio",
+                           _as_pair("train.crop_ratio", self.crop_ratio, float, 0.0))
+        if self.short_side_jitter is not None:
+            jitter = _as_pair("train.short_side_jitter", self.short_side_jitter, int, 1)
+            object.__setattr__(self, "short_side_jitter", jitter)
+            if self.crop_scale is not None:
+                raise _fail("train.short_side_jitter", "is the other way to crop: set it or "
+                                                       "train.crop_scale, not both")
+        for name in ("hflip", "random_erasing", "mixup_prob", "mixup_switch_prob"):
+            _as_float(f"train.{name}", getattr(self, name), 0.0, 1.0000001)
+        _as_float("train.mixup", self.mixup, 0.0)
+        _as_float("train.cutmix", self.cutmix, 0.0)
+        _as_int("train.repeated_aug", self.repeated_aug)
+        _as_choice("train.interpolation", self.interpolation, ("bilinear", "bicubic"))
+        if self.eval_crop_pct is not None:
+            _as_float("train.eval_crop_pct", self.eval_crop_pct, 0.0, 1.0000001, low_open=True)
+        _as_choice("train.shuffled_eval", self.shuffled_eval, ("final", "every", "never"))
+        _as_int("train.eval_every", self.eval_every)
+        if self.rand_augment is not None:
+            _check_rand_augment(self.rand_augment)
         _as_int("train.seed", self.seed, minimum=0)
         _as_choice("train.amp", self.amp, ("bfloat16", "float16", "none"))
         if not isinstance(self.device, str) or not (
@@ -121,6 +192,39 @@ class TrainConfig:
             raise _fail("train.device", f"must be auto, cpu, cuda or cuda:N; got {self.device!r}")
         if self.min_lr > self.lr:
             raise _fail("train.min_lr", f"{self.min_lr} is above train.lr {self.lr}")
+        if self.recipe is not None and not isinstance(self.recipe, str):
+            raise _fail("train.recipe", f"must be a recipe name, got {self.recipe!r}")
+
+    @property
+    def mixes(self) -> bool:
+        return self.mixup_prob > 0 and (self.mixup > 0 or self.cutmix > 0)
+
+
+def _as_pair(name: str, value: Any, kind: type, low: float,
+             high: float | None = None) -> tuple[Any, Any]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or \
+            len(value) != 2:
+        raise _fail(name, f"must be a pair [a, b], got {value!r}")
+    if kind is int:
+        pair = tuple(_as_int(f"{name}[{i}]", v, int(low)) for i, v in enumerate(value))
+    else:
+        pair = tuple(_as_float(f"{name}[{i}]", v, low, high) for i, v in enumerate(value))
+    if pair[0] > pair[1]:
+        raise _fail(name, f"must be [low, high], got {list(value)}")
+    return pair  # type: ignore[return-value]
+
+
+def _check_rand_augment(text: Any) -> None:
+    """A timm rand-augment string (``rand-m9-n6-mstd0.5-inc1``), checked by timm's parser."""
+    if not isinstance(text, str) or not text.startswith("rand-m"):
+        raise _fail("train.rand_augment", f"must be timm's format rand-m<magnitude>[-n<ops>]"
+                                          f"[-mstd<std>][-inc<0|1>], got {text!r}")
+    from timm.data import rand_augment_transform
+
+    try:
+        rand_augment_transform(text, {"translate_const": 10})
+    except Exception as err:  # timm raises assorted errors for a malformed string
+        raise _fail("train.rand_augment", f"timm cannot parse {text!r}: {err}") from None
 
 
 @dataclass(frozen=True)
@@ -128,9 +232,13 @@ class PretrainConfig:
     """Sparse MAE pretraining before ``train`` fine-tunes (``mvit_lab.models.mae``).
 
     Unset values follow Hiera: mask ratio 0.6 for images and 0.9 for video; lr, warm-up,
-    weight decay and batch size default to the ``train`` section's.
+    weight decay and batch size default to the ``train`` section's. ``recipe: NAME`` fills the
+    unset keys from a published pretraining recipe. The inputs get only the crop and flip
+    below (MAE's augmentation), never the ``train`` section's.
     """
 
+    recipe: str | None = None
+    recipe_size: str | None = None
     epochs: int = 20
     mask_ratio: float | None = None  # None: 0.6 for images, 0.9 for video
     mask_unit_size: tuple[int, int, int] | None = None  # for models without one
@@ -143,9 +251,33 @@ class PretrainConfig:
     weight_decay: float | None = None
     warmup_epochs: float | None = None
     batch_size: int | None = None
+    global_batch: int | None = None  # samples per optimizer step (accumulates)
+    lr_batch: int | None = None  # lr (and min_lr) are per this many samples
+    betas: tuple[float, float] = (0.9, 0.95)
+    drop_path_rate: float | None = None  # None: the model's
+    crop_scale: tuple[float, float] | None = None  # random-resized-crop area; None: no crop
+    hflip: float = 0.0
+    interpolation: str = "bilinear"
+    repeated_aug: int = 1
+    clip_grad: float | None = None  # None: train.clip_grad
 
     def __post_init__(self) -> None:
         _as_int("pretrain.epochs", self.epochs)
+        if self.clip_grad is not None:
+            _as_float("pretrain.clip_grad", self.clip_grad, 0.0, low_open=True)
+        for name in ("global_batch", "lr_batch"):
+            if getattr(self, name) is not None:
+                _as_int(f"pretrain.{name}", getattr(self, name))
+        object.__setattr__(self, "betas", _as_pair("pretrain.betas", self.betas, float, 0.0,
+                                                   1.0))
+        if self.drop_path_rate is not None:
+            _as_float("pretrain.drop_path_rate", self.drop_path_rate, 0.0, 1.0)
+        if self.crop_scale is not None:
+            object.__setattr__(self, "crop_scale", _as_pair(
+                "pretrain.crop_scale", self.crop_scale, float, 0.0, 1.0000001))
+        _as_float("pretrain.hflip", self.hflip, 0.0, 1.0000001)
+        _as_choice("pretrain.interpolation", self.interpolation, ("bilinear", "bicubic"))
+        _as_int("pretrain.repeated_aug", self.repeated_aug)
         if self.mask_ratio is not None:
             _as_float("pretrain.mask_ratio", self.mask_ratio, 0.0, 1.0)
             if self.mask_ratio >= 1.0:
@@ -190,7 +322,10 @@ class PretrainConfig:
             raise ValueError(text) from None
 
     def encoder_config(self, model: ArchConfig) -> ArchConfig:
-        """The model as pretrained: with ``mask_unit_size`` where the model has none."""
+        """The model as pretrained: with ``mask_unit_size`` where the model has none, and
+        ``drop_path_rate`` when set."""
+        if self.drop_path_rate is not None:
+            model = model.replace(drop_path_rate=self.drop_path_rate)
         if self.mask_unit_size is None or self.mask_unit_size == model.mask_unit_size:
             return model
         if model.mask_unit_size is not None:
@@ -216,7 +351,7 @@ class Experiment:
 
     def to_dict(self) -> dict[str, Any]:
         out = dict(name=self.name, data=_plain(dataclasses.asdict(self.data)),
-                   model=self.model.to_dict(), train=dataclasses.asdict(self.train),
+                   model=self.model.to_dict(), train=_plain(dataclasses.asdict(self.train)),
                    **copy.deepcopy(self.extra))
         if self.pretrain is not None:
             out["pretrain"] = _plain(dataclasses.asdict(self.pretrain))
@@ -319,6 +454,7 @@ def experiment_from_dict(tree: dict[str, Any], path: str | None = None, *,
                          f"{', '.join(sorted(allowed))})")
     if "model" not in tree:
         raise ValueError("model: missing (a preset and/or ArchConfig knobs)")
+    tree = resolve_recipes(tree)
     name = tree.get("name") or (Path(path).stem if path else "experiment")
     if not isinstance(name, str):
         raise ValueError(f"name: must be a string, got {name!r}")
@@ -345,6 +481,9 @@ def experiment_from_dict(tree: dict[str, Any], path: str | None = None, *,
     if tree.get("objectives") is not None:
         check_objectives(tree["objectives"])
     extra = {k: copy.deepcopy(tree[k]) for k in EXTRA_SECTIONS if k in tree}
+    if train.mixes and (train.batch_size * train.repeated_aug) % 2:
+        raise _fail("train.batch_size", f"mixup / cutmix mix a batch with its reverse and need "
+                                        f"an even batch, got {train.batch_size}")
     return Experiment(name=name, data=data, model=model, train=train, path=path, extra=extra,
                       pretrain=pretrain)
 

@@ -6,8 +6,10 @@ have their packets counted), or a label outside the class list is skipped with a
 counted in the dataset's ``DataReport``; a dataset with no usable sample is a ``ValueError``
 before any training starts. Probing results are kept in the dataset's manifest
 (``manifest.py``) for later trials. A file that still fails when read is replaced by the next
-sample and counted (``_loadskips.py``). Samples are sized for the model: images become
-``[3, H, W]``, clips ``[3, T, H, W]`` (``[num_clips, 3, T, H, W]`` when evaluating several).
+sample and counted (``_loadskips.py``). Samples are uint8 pixels sized for the model by the
+dataset's ``transform`` (``mvit_lab.data.transforms``): images ``[3, H, W]``, training clips
+``[3, T, H, W]``, evaluation views ``[views, 3, T, H, W]``. Each dataset names the ``mean``
+and ``std`` that normalise it on the device.
 """
 
 from __future__ import annotations
@@ -34,19 +36,19 @@ from mvit_lab.data._decode import (
     clip_indices,
     clip_starts,
     count_frames,
-    decode_image,
     decode_video,
-    normalise,
+    load_image,
     probe_image,
     probe_video,
-    resize,
-    to_clip_layout,
 )
 from mvit_lab.data._loadskips import LoadSkips
 from mvit_lab.data.manifest import Manifest, open_manifest
+from mvit_lab.data.transforms import Augment, VideoEval, VideoTrain, image_transforms
 
-__all__ = ["DataReport", "DigitsDataset", "ImageFolder", "ShuffledFrames", "VideoList",
-           "load_digits_split", "time_permutation"]
+__all__ = ["DataReport", "DigitsDataset", "ImageFolder", "Repeated", "ShuffledFrames",
+           "VideoList", "load_digits_split", "time_permutation"]
+
+DIGITS_MEAN = DIGITS_STD = (0.5, 0.5, 0.5)
 
 log = logging.getLogger(__name__)
 
@@ -135,14 +137,17 @@ def load_digits_split(val_fraction: float, seed: int) -> tuple[torch.Tensor, ...
 
 
 class DigitsDataset(Dataset):
-    """Digits scaled up to the model's size, as 3-channel images normalised to mean 0."""
+    """Digits as 3-channel images, scaled up to the model's size by the transform."""
+
+    mean, std = DIGITS_MEAN, DIGITS_STD
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, size: tuple[int, int],
-                 split: str) -> None:
-        x = images[:, None].expand(-1, 3, -1, -1)  # [N, 3, 8, 8]
-        self.images = (resize(x.contiguous(), size) - 0.5) / 0.5
+                 split: str, transform: Any = None) -> None:
+        pixels = (images * 255).round().to(torch.uint8)  # [N, 8, 8], 0..16 -> 0..255
+        self.images = [Image.fromarray(p.numpy()).convert("RGB") for p in pixels]
         self.labels = labels
         self.classes = [str(c) for c in range(10)]
+        self.transform = transform or image_transforms(Augment(), size, self.mean).eval
         counts = Counter(labels.tolist())
         self.report = DataReport("digits", split, self.classes, total=len(labels),
                                  per_class={str(c): counts[c] for c in range(10)})
@@ -151,14 +156,16 @@ class DigitsDataset(Dataset):
         return len(self.labels)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.images[i], int(self.labels[i])
+        return self.transform(self.images[i]), int(self.labels[i])
 
 
 # -- image folders: root/class_name/*.jpg|png -----------------------------------------------------
 class ImageFolder(Dataset):
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+
     def __init__(self, root: str | Path, size: tuple[int, int], *, split: str = "train",
                  classes: list[str] | None = None, probe: bool = True,
-                 files: list[tuple[Path, str]] | None = None) -> None:
+                 files: list[tuple[Path, str]] | None = None, transform: Any = None) -> None:
         root = Path(root)
         if files is None:
             if not root.is_dir():
@@ -172,6 +179,7 @@ class ImageFolder(Dataset):
             classes = classes or sorted({c for _, c in files})
         self.classes = list(classes)
         self.size = size
+        self.transform = transform or image_transforms(Augment(), size, self.mean).eval
         index = {c: i for i, c in enumerate(self.classes)}
         self.report = DataReport("image_folder", split, self.classes, total=len(files))
         self.samples: list[tuple[Path, int]] = []
@@ -205,8 +213,7 @@ class ImageFolder(Dataset):
 
     def _load(self, i: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[i]
-        image = resize(decode_image(path).float().div_(255)[None], self.size)[0]
-        return normalise(image, IMAGENET_MEAN, IMAGENET_STD), label
+        return self.transform(load_image(path)), label
 
 
 def is_listed(path: Path) -> bool:
@@ -253,12 +260,16 @@ def _manifest(dataset: Path, probe: bool, report: DataReport) -> Iterator[Manife
 # -- video lists: a CSV of path,label (Kinetics style) --------------------------------------------
 class VideoList(Dataset):
     """Clips of ``clip_len`` frames, ``stride`` apart: a random position when training,
-    ``num_clips`` evenly spaced ones when evaluating (stacked, for the caller to average)."""
+    ``num_clips`` evenly spaced ones when evaluating, each cut into the ``VideoEval``
+    transform's spatial crops (stacked, for the caller to average)."""
+
+    mean, std = KINETICS_MEAN, KINETICS_STD
 
     def __init__(self, csv_path: str | Path, size: tuple[int, int], clip_len: int, *,
                  stride: int = 1, train: bool = True, num_clips: int = 1,
                  classes: list[str] | None = None, probe: bool = True,
-                 split: str | None = None, name: str = "video_list") -> None:
+                 split: str | None = None, name: str = "video_list",
+                 transform: VideoTrain | VideoEval | None = None) -> None:
         csv_path = Path(csv_path)
         if not csv_path.is_file():
             raise ValueError(f"data: video list {csv_path} does not exist")
@@ -267,6 +278,8 @@ class VideoList(Dataset):
         index = {c: i for i, c in enumerate(self.classes)}
         self.size, self.clip_len, self.stride = size, clip_len, stride
         self.train, self.num_clips = train, num_clips
+        self.transform = transform or (VideoTrain(Augment(), size, self.mean) if train
+                                       else VideoEval(size))
         split = split or ("train" if train else "val")
         self.report = DataReport(name, split, self.classes, total=len(rows))
         if not classes:
@@ -315,11 +328,10 @@ class VideoList(Dataset):
         else:
             starts = clip_starts(frames, self.clip_len, self.stride, self.num_clips)
         indices = [j for s in starts for j in clip_indices(frames, self.clip_len, self.stride, s)]
-        video = decode_video(path, indices).float().div_(255)  # [clips * T, 3, h, w]
-        video = normalise(resize(video, self.size), KINETICS_MEAN, KINETICS_STD)
-        clips = [to_clip_layout(video[k * self.clip_len:(k + 1) * self.clip_len])
-                 for k in range(len(starts))]
-        return (clips[0] if self.train else torch.stack(clips)), label
+        video = decode_video(path, indices)  # [clips * T, 3, h, w] uint8
+        if self.train:
+            return self.transform(video), label  # type: ignore[call-arg]
+        return self.transform(video, len(starts)), label  # type: ignore[call-arg]
 
 
 def infer_classes_warning(counts: Counter[str], source: str) -> dict[str, Any]:
@@ -365,6 +377,24 @@ def _video_problem(path: Path, label: str, index: dict[str, int]) -> str | None:
     return None
 
 
+# -- repeated augmentation: k augmented copies of a sample in its batch -------------------------
+class Repeated(Dataset):
+    """``k`` independent draws of the base dataset's random transform per sample, stacked
+    ``[k, ...]``; the training loop flattens them into the batch (SlowFast's
+    ``AUG.NUM_SAMPLE``: an epoch still visits each sample once, as ``k`` views)."""
+
+    def __init__(self, base: Dataset, k: int) -> None:
+        self.base, self.k = base, k
+        self.report = getattr(base, "report", None)
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        views = [self.base[i] for _ in range(self.k)]
+        return torch.stack([v for v, _ in views]), views[0][1]
+
+
 # -- shuffled frames: how much does a model use time? (MViT, Table 9) -----------------------------
 class ShuffledFrames(Dataset):
     """A video dataset with each clip's frames in a fixed random order (seeded per sample)."""
@@ -373,6 +403,7 @@ class ShuffledFrames(Dataset):
         self.base, self.seed = base, seed
         self.report = getattr(base, "report", None)
         self.classes = getattr(base, "classes", None)
+        self.mean, self.std = getattr(base, "mean", None), getattr(base, "std", None)
 
     def __len__(self) -> int:
         return len(self.base)  # type: ignore[arg-type]

@@ -1,10 +1,12 @@
 """Sparse MAE pretraining, the first phase of an experiment with a ``pretrain`` section.
 
-The loop mirrors ``train``'s (AdamW, warm-up + cosine, clipping, AMP on CUDA, a checkpoint per
-epoch, deterministic resume) on the training split's inputs, labels unused. Each epoch reports
-``pretrain_loss`` (training) and ``pretrain_val_loss``: the validation split under the same
-fixed masks every epoch, so epochs compare. The result is the encoder's weights, written to
-``encoder.pt``, which ``train`` loads into the standard model before fine-tuning.
+The loop mirrors ``train``'s (AdamW, warm-up + cosine, lr per reference batch, gradient
+accumulation, clipping, AMP on CUDA, a checkpoint per epoch, deterministic resume) on the
+training split's inputs under MAE's own augmentation (crop and flip), labels unused. Each
+epoch reports ``pretrain_loss`` (training) and ``pretrain_val_loss``: the validation split
+under the same fixed masks every epoch, so epochs compare. The result is the encoder's
+weights, written to ``encoder.pt``, which ``train`` loads into the standard model before
+fine-tuning.
 """
 
 from __future__ import annotations
@@ -18,21 +20,24 @@ from typing import Any
 import torch
 from torch import nn
 
-from mvit_lab.data import Datasets
+from mvit_lab.data import Augment, Datasets, Repeated
 from mvit_lab.experiment import Experiment
 from mvit_lab.masking import random_keep
 from mvit_lab.measure.isolation import guard
 from mvit_lab.models.mae import DecoderConfig, MaskedAutoencoder
-from mvit_lab.train.loop import (
+from mvit_lab.train._shared import (
     EpochCallback,
-    _loader,
-    _param_groups,
-    _progress,
     amp_setup,
     atomic_save,
-    lr_at,
-    optimizer_step,
+    make_loader,
+    progress,
+    restore_rng,
+    rng_state,
+    set_epoch,
+    world,
 )
+from mvit_lab.train.batch import BatchPrep
+from mvit_lab.train.optim import Stepper, accumulation_steps, build_optimizer, lr_at, set_lr
 
 __all__ = ["ENCODER", "pretrain"]
 
@@ -53,18 +58,14 @@ def build_mae(exp: Experiment) -> MaskedAutoencoder:
     return MaskedAutoencoder(p.encoder_config(exp.model), decoder)
 
 
-def _inputs(x: torch.Tensor) -> torch.Tensor:
-    return x.flatten(0, 1) if x.ndim == 6 else x  # evaluation clips: [B, clips, C, T, H, W]
-
-
 @torch.no_grad()
-def _val_loss(mae: MaskedAutoencoder, loader: Any, device: torch.device, ratio: float,
-              seed: int, autocast: Any) -> float:
+def _val_loss(mae: MaskedAutoencoder, loader: Any, prep: BatchPrep, device: torch.device,
+              ratio: float, seed: int, autocast: Any) -> float:
     mae.eval()
     gen = torch.Generator().manual_seed(seed)  # the same masks every epoch
     total, n = 0.0, 0
     for x, _ in guard(loader):  # each batch a step under the device lock (sweeps)
-        x = _inputs(x).to(device)
+        x = prep.inputs(x.flatten(0, 1) if x.ndim == 6 else x)  # views: [B, V, C, T, H, W]
         keep = random_keep(x.shape[0], mae.num_units, ratio, gen).to(device)
         with autocast():
             loss = mae(x, keep=keep).loss
@@ -94,18 +95,28 @@ def pretrain(exp: Experiment, data: Datasets, device: torch.device,
     torch.manual_seed(t.seed)
     mae = build_mae(exp).to(device)
     weight_decay = p.weight_decay if p.weight_decay is not None else t.weight_decay
-    base_lr = p.lr if p.lr is not None else t.lr
-    optimizer = torch.optim.AdamW(_param_groups(mae, weight_decay), lr=base_lr)
+    optimizer = build_optimizer(mae, p, weight_decay=weight_decay)
     data_gen = torch.Generator().manual_seed(t.seed + 1)
     mask_gen = torch.Generator().manual_seed(t.seed + 2)
     batch = p.batch_size or t.batch_size
-    train_loader = _loader(data.train, batch, True, exp.data.num_workers, data_gen)
-    val_loader = _loader(data.val, t.eval_batch_size or 2 * batch, False,
-                         exp.data.num_workers, None)
+    devices, _ = world()
+    accum = accumulation_steps("pretrain", batch, p.global_batch, devices)
+    base_lr = p.lr if p.lr is not None else t.lr
+    lr_batch = p.lr_batch if p.lr is not None else t.lr_batch
+    scale = batch * accum * devices / lr_batch if lr_batch else 1.0
+    train_ds = data.train_with(Augment.of(p))
+    if p.repeated_aug > 1:
+        train_ds = Repeated(train_ds, p.repeated_aug)
+    train_loader = make_loader(train_ds, batch, train=True, workers=exp.data.num_workers,
+                               device=device, gen=data_gen, seed=t.seed + 1)
+    val_loader = make_loader(data.val, t.eval_batch_size or 2 * batch, train=False,
+                             workers=exp.data.num_workers, device=device)
+    prep = BatchPrep(data.mean, data.std, device, repeated=p.repeated_aug)
     steps_per_epoch = len(train_loader)
     total = p.epochs * steps_per_epoch
     warmup = round((p.warmup_epochs if p.warmup_epochs is not None else t.warmup_epochs)
                    * steps_per_epoch)
+    clip_grad = p.clip_grad if p.clip_grad is not None else t.clip_grad
     _, autocast, scaler = amp_setup(device, t.amp)
     history: list[dict[str, Any]] = []
     start = 0
@@ -118,33 +129,36 @@ def pretrain(exp: Experiment, data: Datasets, device: torch.device,
             scaler.load_state_dict(state["scaler"])
             data_gen.set_state(state["data_rng"])
             mask_gen.set_state(state["mask_rng"])
-            torch.set_rng_state(state["torch_rng"])
+            restore_rng(state)
             history = json.loads(state["history"])
             start = int(state["epoch"]) + 1
             log.info("resumed pretraining in %s at epoch %d", out, start)
     for epoch in range(start, p.epochs):
         epoch_start = time.perf_counter()
+        set_epoch(train_loader, epoch)
         mae.train()
+        stepper = Stepper(mae, optimizer, scaler, clip_grad, accum)
         loss_sum, seen = 0.0, 0
-        lr = base_lr
-        batches = _progress(train_loader, f"pretrain {epoch + 1}/{p.epochs}", steps_per_epoch)
-        for i, (x, _) in enumerate(batches):
-            lr = lr_at(epoch * steps_per_epoch + i, total, warmup, base_lr, p.min_lr)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            x = x.to(device, non_blocking=True)
+        lr = base_lr * scale
+        batches = progress(train_loader, f"pretrain {epoch + 1}/{p.epochs}", steps_per_epoch)
+        for i, (x, y) in enumerate(batches):
+            lr = lr_at(epoch * steps_per_epoch + i, total, warmup, base_lr * scale,
+                       p.min_lr * scale)
+            set_lr(optimizer, lr)
+            x, _ = prep.train(x, y)
             keep = random_keep(x.shape[0], mae.num_units, ratio, mask_gen).to(device)
             with autocast():
                 loss = mae(x, keep=keep).loss
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"pretrain loss is {loss.item()} at epoch "
                                          f"{epoch + 1}, step {i}")
-            optimizer_step(loss, mae, optimizer, scaler, t.clip_grad)
+            stepper.backward(loss, last=i == steps_per_epoch - 1)
             loss_sum += loss.item() * x.shape[0]
             seen += x.shape[0]
         metrics: dict[str, Any] = dict(
             epoch=epoch + 1, pretrain_loss=loss_sum / seen,
-            pretrain_val_loss=_val_loss(mae, val_loader, device, ratio, t.seed + 3, autocast),
+            pretrain_val_loss=_val_loss(mae, val_loader, prep, device, ratio, t.seed + 3,
+                                        autocast),
             pretrain_lr=lr, pretrain_epoch_seconds=time.perf_counter() - epoch_start)
         history.append(metrics)
         if out is not None:
@@ -163,7 +177,7 @@ def _save(out: Path, mae: nn.Module, optimizer: torch.optim.Optimizer, scaler: A
           history: list[dict[str, Any]]) -> None:
     state = dict(model=mae.state_dict(), optimizer=optimizer.state_dict(),
                  scaler=scaler.state_dict(), data_rng=data_gen.get_state(),
-                 mask_rng=mask_gen.get_state(), torch_rng=torch.get_rng_state(), epoch=epoch,
-                 history=json.dumps(history))
+                 mask_rng=mask_gen.get_state(), epoch=epoch, history=json.dumps(history),
+                 **rng_state())
     atomic_save(state, out / CHECKPOINT)
 

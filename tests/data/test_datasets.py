@@ -132,7 +132,7 @@ def test_clip_sampling_random_in_training_spread_in_evaluation(tmp_path):
     for seed in range(20):
         torch.manual_seed(seed)
         clip, _ = train[0]
-        frame_values = clip.mean(dim=(0, 2, 3))  # brightness per sampled frame
+        frame_values = clip.float().mean(dim=(0, 2, 3))  # brightness per sampled frame
         starts.add(round(float(frame_values[0]), 1))
         assert torch.all(frame_values.diff() > 0)  # 4 frames, stride 2, in order
     assert len(starts) > 3  # random positions
@@ -140,7 +140,7 @@ def test_clip_sampling_random_in_training_spread_in_evaluation(tmp_path):
                     num_clips=3)
     clips, _ = val[0]
     assert clips.shape == (3, 3, 4, 16, 16)
-    firsts = clips.mean(dim=(1, 3, 4))[:, 0]
+    firsts = clips.float().mean(dim=(1, 3, 4))[:, 0]
     assert torch.all(firsts.diff() > 0)  # evenly spaced, first to last
 
 
@@ -168,7 +168,7 @@ def test_without_probing_frame_counts_come_from_the_container(tmp_path):
     for seed in range(10):  # every clip is 4 distinct frames, not the last one repeated
         torch.manual_seed(seed)
         clip, _ = train[0]
-        assert torch.all(clip.mean(dim=(0, 2, 3)).diff() > 0)
+        assert torch.all(clip.float().mean(dim=(0, 2, 3)).diff() > 0)
 
 
 # -- moving digits and shuffled frames ------------------------------------------------------------
@@ -195,7 +195,7 @@ def test_moving_digits_move_in_the_labelled_direction(moving):
     ds = VideoList(moving / "train.csv", (32, 32), clip_len=8, train=False)
     for i in range(len(ds)):
         clip, label = ds[i]
-        mass = clip[0, 0] - clip[0, 0].min()  # [T, H, W] at the first clip, one channel
+        mass = clip[0, 0].float() - clip[0, 0].min()  # [T, H, W] at the first clip, one channel
         cols = torch.arange(32.0)
         x = [(m.sum(0) * cols).sum() / m.sum() for m in mass]
         moved = x[-1] - x[0]

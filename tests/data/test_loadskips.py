@@ -66,7 +66,7 @@ def test_a_video_that_fails_while_loading_is_replaced_and_counted(tmp_path):
     ds = VideoList(tmp_path / "l.csv", (8, 8), clip_len=2, probe=False)
     (tmp_path / "v1.mp4").write_bytes(b"\x00" * 4096)  # changed after the dataset was built
     clip, label = ds[1]
-    assert label == 0 and clip.mean() > ds[0][0].mean()  # v2 (brighter) stands in for v1
+    assert label == 0 and clip.float().mean() > ds[0][0].float().mean()  # v2 (brighter) for v1
     assert _skipped(ds.report) == {"undecodable video (found while loading)": ["v1.mp4"]}
     assert ds.report.to_dict()["per_class"] == {"a": 2, "b": 0}
 

@@ -130,3 +130,21 @@ def test_trial_recipe_logs_pretraining(tmp_path):
     losses = metric_history(spec.tracking_uri, run_id, "pretrain_val_loss")
     assert [step for step, _ in losses] == [1, 2]
     assert json.loads(json.dumps(final))["pretrain_epochs"] == 2
+
+
+def test_pretraining_takes_its_own_augmentation_and_batch(tmp_path):
+    from mvit_lab.data import Augment, build_datasets
+
+    tree = _tree(dict(PRETRAIN, epochs=1, crop_scale=[0.2, 1.0], hflip=0.5, repeated_aug=2,
+                      batch_size=64, global_batch=128, lr=1e-3, lr_batch=256))
+    tree["data"]["train_fraction"] = 0.2
+    tree["train"].update(mixup=0.8, cutmix=1.0, rand_augment="rand-m9-n2-mstd0.5-inc1")
+    exp = experiment_from_dict(tree)
+    data = build_datasets(exp.data, exp.model, 0, Augment.of(exp.train))
+    mae_view = data.train_with(Augment.of(exp.pretrain))
+    assert mae_view.transform is not data.train.transform  # crop + flip, no RandAugment
+    assert "RandAugment" in repr(data.train.transform)
+    assert "RandAugment" not in repr(mae_view.transform)
+    result = train(exp, datasets=data)
+    (epoch,) = result.pretrain_history
+    assert epoch["pretrain_lr"] > 0 and epoch["pretrain_loss"] > 0
