@@ -184,9 +184,7 @@ def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = 
     use_amp, autocast, scaler = amp_setup(device, cfg.amp)
     history: list[dict[str, Any]] = []
     start_epoch = 0
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "experiment.json").write_text(json.dumps(exp.to_dict(), indent=2) + "\n")
+    if out is not None:  # (experiment.json is written above, before pretraining)
         (out / "data_report.json").write_text(json.dumps([r.to_dict() for r in data.reports],
                                                          indent=2) + "\n")
         if resume and (out / CHECKPOINT).is_file():
