@@ -256,6 +256,9 @@ def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = 
         final.update(pretrain_loss=last["pretrain_loss"],
                      pretrain_val_loss=last["pretrain_val_loss"],
                      pretrain_epochs=len(pretrain_history), pretrain_seconds=pretrain_seconds)
+    if out is not None:  # again: files that failed while loading are counted now
+        (out / "data_report.json").write_text(json.dumps([r.to_dict() for r in data.reports],
+                                                         indent=2) + "\n")
     return TrainResult(history=history, final=final,
                        data_reports=[r.to_dict() for r in data.reports],
                        out_dir=str(out) if out is not None else None,
