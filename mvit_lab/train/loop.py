@@ -185,8 +185,7 @@ def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = 
     history: list[dict[str, Any]] = []
     start_epoch = 0
     if out is not None:  # (experiment.json is written above, before pretraining)
-        (out / "data_report.json").write_text(json.dumps([r.to_dict() for r in data.reports],
-                                                         indent=2) + "\n")
+        _write_reports(out, data)
         if resume and (out / CHECKPOINT).is_file():
             state = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)
             model.load_state_dict(state["model"])
@@ -257,8 +256,7 @@ def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = 
                      pretrain_val_loss=last["pretrain_val_loss"],
                      pretrain_epochs=len(pretrain_history), pretrain_seconds=pretrain_seconds)
     if out is not None:  # again: files that failed while loading are counted now
-        (out / "data_report.json").write_text(json.dumps([r.to_dict() for r in data.reports],
-                                                         indent=2) + "\n")
+        _write_reports(out, data)
     return TrainResult(history=history, final=final,
                        data_reports=[r.to_dict() for r in data.reports],
                        out_dir=str(out) if out is not None else None,
@@ -274,3 +272,8 @@ def _save_checkpoint(out: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     if ema is not None:
         state["ema"] = ema.state_dict()
     atomic_save(state, out / CHECKPOINT)
+
+
+def _write_reports(out: Path, data: Any) -> None:
+    (out / "data_report.json").write_text(json.dumps([r.to_dict() for r in data.reports],
+                                                     indent=2) + "\n")
