@@ -28,7 +28,7 @@ import torch
 
 from mvit_lab.config import ArchConfig
 from mvit_lab.measure._devices import device_name
-from mvit_lab.measure.isolation import device_lock
+from mvit_lab.measure.isolation import device_lock, foreground
 from mvit_lab.measure.speed import MODES, Protocol, ThroughputReport, measure_throughput
 
 __all__ = ["CostCache", "CostRecord", "cost_key", "cost_metrics", "measure_costs"]
@@ -71,6 +71,7 @@ class CostRecord:
     waited_s: float  # waiting for co-tenants' steps to finish
     seconds: float  # the measurement itself
     sdpa_backend: str | None = None
+    nice: int = 0  # the measuring process's nice value (Ray workers start at 15)
     measured_at: float = field(default_factory=time.time)
 
     def to_dict(self) -> dict[str, Any]:
@@ -81,8 +82,8 @@ class CostRecord:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
     @classmethod
-    def from_report(cls, key: str, report: ThroughputReport, waited: float | None
-                    ) -> CostRecord:
+    def from_report(cls, key: str, report: ThroughputReport, waited: float | None,
+                    nice: int = 0) -> CostRecord:
         return cls(key=key, mode=report.mode, device_name=report.device_name,
                    dtype=report.dtype, batch_size=report.batch_size, protocol=report.protocol,
                    torch_version=torch.__version__, items_per_s=report.items_per_s,
@@ -90,7 +91,7 @@ class CostRecord:
                    memory_kind=report.memory_kind, spread=report.spread, blocks=report.blocks,
                    converged=report.converged, isolated=waited is not None,
                    waited_s=waited or 0.0, seconds=report.seconds,
-                   sdpa_backend=report.sdpa_backend)
+                   sdpa_backend=report.sdpa_backend, nice=nice)
 
 
 class CostCache:
@@ -161,7 +162,7 @@ def measure_costs(cfg: ArchConfig, *, device: str = "cpu", dtype: str = "float32
     if not missing:
         return out, cached
     lock = device_lock(dev)
-    with lock.exclusive(timeout=lock_timeout) as waited:
+    with lock.exclusive(timeout=lock_timeout) as waited, foreground() as nice:
         for mode in missing:
             # a co-tenant may have measured it while this one waited for the lock
             hit = None if refresh else cache.get(keys[mode])
@@ -172,7 +173,7 @@ def measure_costs(cfg: ArchConfig, *, device: str = "cpu", dtype: str = "float32
             report = measure_throughput(build_model(cfg), batch_size=batch_size, device=device,
                                         dtype=dtype, mode=mode, protocol=protocol,
                                         backend=backend)
-            record = CostRecord.from_report(keys[mode], report, waited)
+            record = CostRecord.from_report(keys[mode], report, waited, nice)
             if record.isolated:  # an unisolated figure is reported, never reused
                 cache.put(record)
             out[mode], cached[mode] = record, False

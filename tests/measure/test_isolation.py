@@ -124,3 +124,27 @@ def test_a_measurement_inside_its_own_step_is_refused(tmp_path):
     with lock.shared(), pytest.raises(RuntimeError, match="would wait for itself"), \
             lock.exclusive():
         pass
+
+
+def test_foreground_lifts_a_niced_process_for_the_measurement_only():
+    # Ray starts its workers at nice 15; every thread (torch's pool too) is lifted, then put back
+    import subprocess
+    import sys
+
+    code = """
+import os, threading, time
+from mvit_lab.measure.isolation import foreground
+os.nice(5)
+started = threading.Event()
+t = threading.Thread(target=lambda: (os.nice(0), started.set(), time.sleep(2)), daemon=True)
+t.start(); started.wait()
+tid = t.native_id
+with foreground() as nice:
+    inside = (nice, os.getpriority(os.PRIO_PROCESS, 0), os.getpriority(os.PRIO_PROCESS, tid))
+after = (os.getpriority(os.PRIO_PROCESS, 0), os.getpriority(os.PRIO_PROCESS, tid))
+print(inside, after)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True).stdout.strip()
+    expected_inside = (0, 0, 0) if os.geteuid() == 0 else (5, 5, 5)
+    assert out == f"{expected_inside} (5, 5)"
