@@ -48,10 +48,25 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--set", action="append", default=[])
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "digits_recipe"))
+    parser.add_argument("--combine", nargs="+", metavar="FILE",
+                        help="no training: merge earlier results (.json files, or the "
+                             "'VARIANT SEED TOP1' lines of a log) into --out")
     args = parser.parse_args()
     path = ROOT / "experiments" / "digits_small_recipe.yaml"
     runs: dict[str, list[dict]] = {"with": [], "without": []}
-    for seed in args.seeds:
+    for name in args.combine or []:  # seeds run in separate processes, side by side
+        if name.endswith(".json"):
+            for variant, rows in json.loads(Path(name).read_text())["runs"].items():
+                runs[variant] += rows
+            continue
+        for line in Path(name).read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[0] in runs:
+                runs[parts[0]].append(dict(seed=int(parts[1]), val_top1=float(parts[2]),
+                                           source=f"log {Path(name).name}"))
+    if args.combine:
+        args.seeds = sorted({r["seed"] for rows in runs.values() for r in rows})
+    for seed in [] if args.combine else args.seeds:
         for variant in ("without", "with"):
             sets = [*args.set, f"train.seed={seed}"] + (OFF if variant == "without" else [])
             exp = load_experiment(path, sets)
