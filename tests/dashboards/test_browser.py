@@ -68,9 +68,10 @@ def small_sweep(tmp_path_factory, worker_id):
                 budget=dict(concurrency=2), tracking=dict(uri="mlruns.db"),
                 measure=QUICK_MEASURE), sort_keys=False))
             env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+            # Ray's workers run at nice 15: slow beside the other xdist worker's tests
             done = subprocess.run([sys.executable, "-m", "mvit_lab.cli", "sweep", "exp.yaml"],
                                   cwd=root, env=env, capture_output=True, text=True,
-                                  timeout=900)  # Ray workers run at nice 15: slow beside other tests
+                                  timeout=900)
             assert done.returncode == 0, done.stderr[-3000:]
             (root / "done").write_text(done.stdout)
     return dict(dir=root, uri=f"sqlite:///{root / 'mlruns.db'}", experiment="small")
