@@ -31,7 +31,7 @@ from mvit_lab.measure._devices import device_name
 from mvit_lab.measure.isolation import device_lock, foreground
 from mvit_lab.measure.speed import MODES, Protocol, ThroughputReport, measure_throughput
 
-__all__ = ["CostCache", "CostRecord", "cost_key", "cost_metrics", "measure_costs"]
+__all__ = ["CostCache", "CostRecord", "cost_key", "cost_metrics", "cost_tags", "measure_costs"]
 
 log = logging.getLogger(__name__)
 
