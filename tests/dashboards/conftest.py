@@ -11,6 +11,8 @@ from dashboard_store import (
     ABLATION_TRIALS,
     LADDER_SPACE,
     LADDER_TRIALS,
+    PLANTED_SPACE,
+    PLANTED_TRIALS,
     copy_store,
     write_sweep,
 )
@@ -54,3 +56,19 @@ def fixture_store(fixture_db) -> dict[str, Any]:
 def fixture_copy(fixture_db, tmp_path) -> dict[str, Any]:
     """A private copy of the fixture store, for tests that write to it."""
     return dict(fixture_db, uri=copy_store(fixture_db["db"], tmp_path / "store"))
+
+
+@pytest.fixture(scope="session")
+def planted_store(tmp_path_factory, migrated_db) -> dict[str, Any]:
+    """Issue 18's store (its own, so the counts the other tests check stay): ``planted``, a
+    sampled sweep where embed_dim alone drives top-1 and mlp_ratio alone GFLOPs, and
+    ``ablation`` (the grid above) in a second experiment to set beside it."""
+    base = tmp_path_factory.mktemp("planted-store")
+    uri = copy_store(migrated_db, base)
+    planted, planted_runs = write_sweep(uri, "planted", PLANTED_SPACE,
+                                        dict(val_top1="max", gflops="min"), PLANTED_TRIALS,
+                                        mode="params")
+    ablation, _ = write_sweep(uri, "ablation", ABLATION_SPACE,
+                              dict(val_top1="max", gflops="min"), ABLATION_TRIALS)
+    return dict(uri=uri, db=base / "mlruns.db", planted=planted, planted_runs=planted_runs,
+                ablation=ablation)

@@ -105,3 +105,21 @@ def copy_store(src: Path, dst_dir: Path) -> str:
     dst_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy(src, dst_dir / "mlruns.db")
     return default_tracking_uri(dst_dir)
+
+
+# -- issue 18: a sampled sweep whose objectives are each driven by one knob alone --------------
+PLANTED_SPACE = dict(base=dict(preset="hiera_t", **TINY), params=dict(
+    embed_dim=dict(choice=[8, 16, 24]), mlp_ratio=dict(float=[1.0, 4.0]),
+    pool_mode=dict(choice=["max", "avg"])))
+
+
+def _planted(i: int) -> dict[str, Any]:
+    """Trial ``i``: knobs drawn on a fixed schedule (every pair of levels meets); top-1 is
+    70 + embed_dim and GFLOPs 0.01 * mlp_ratio, whatever the other knobs."""
+    model = dict(embed_dim=(8, 16, 24)[i % 3], pool_mode=("max", "avg")[(i // 3) % 2],
+                 mlp_ratio=1.0 + 3.0 * ((i * 7) % 24) / 23)
+    return dict(point=f"t{i}", seed=0, model=model, metrics=dict(
+        val_top1=70.0 + model["embed_dim"], gflops=0.01 * model["mlp_ratio"], params=1000.0))
+
+
+PLANTED_TRIALS = [_planted(i) for i in range(24)]
