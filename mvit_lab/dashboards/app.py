@@ -23,7 +23,7 @@ from typing import Any
 from dash import Dash, Input, Output, State, ctx, dcc, no_update
 from dash.exceptions import PreventUpdate
 
-from mvit_lab.dashboards import layout
+from mvit_lab.dashboards import explain, layout
 from mvit_lab.dashboards.compare import (
     comparison_figure,
     comparison_table,
@@ -190,10 +190,10 @@ def create_app(tracking_uri: str | None = None, experiment: str | None = None,
             Output(f"color-{i}", "options"), Output(f"x-{i}", "value"),
             Output(f"y-{i}", "value"), Output(f"color-{i}", "value"),
             Input("state", "data"), Input(f"x-{i}", "value"), Input(f"y-{i}", "value"),
-            Input(f"color-{i}", "value"))
+            Input(f"color-{i}", "value"), Input("highlight", "data"))
         @_guard(failed)
         def front(state: dict | None, x: str | None, y: str | None,
-                  color: str | None) -> tuple:
+                  color: str | None, highlight: list | None = None) -> tuple:
             if not state:
                 return (_empty_figure(), "", [], [], [], None, None, None)
             sweep = current(state)
@@ -212,6 +212,7 @@ def create_app(tracking_uri: str | None = None, experiment: str | None = None,
             if not info["base_known"]:
                 notes.append(f"architecture differences unavailable: {info['base_source']}")
             fig = _render_front(info)
+            explain.highlight_front(fig, info, highlight or [])
             # the same view of the same sweep keeps its zoom when new trials arrive
             fig.update_layout(uirevision=f"{sweep.parent_run_id}|{x}|{y}")
             return fig, "; ".join(notes), options, options, options, x, y, color
@@ -252,13 +253,15 @@ def create_app(tracking_uri: str | None = None, experiment: str | None = None,
 
     # -- parallel coordinates and tables ------------------------------------------------------
     @app.callback(Output("parallel", "figure"), Output("parallel-message", "children"),
-                  Input("state", "data"))
+                  Input("state", "data"), Input("highlight", "data"))
     @_guard(lambda message: (_empty_figure(), message))
-    def parallel(state: dict | None) -> tuple:
+    def parallel(state: dict | None, highlight: list | None = None) -> tuple:
         if not state:
             return _empty_figure(), ""
         sweep = current(state)
-        fig = _render_parallel(parallel_info(sweep))
+        info = parallel_info(sweep)
+        fig = _render_parallel(info)
+        explain.highlight_parallel(fig, info, highlight or [])
         fig.update_layout(uirevision=sweep.parent_run_id)  # brushed ranges survive a refresh
         return fig, ""
 
@@ -309,4 +312,6 @@ def create_app(tracking_uri: str | None = None, experiment: str | None = None,
                     layout.table(comparison_table(info), id=f"ladders-table-{i}")]
         return out
 
+    # -- issue 18: recipe, trials, curves, importance, sweeps side by side -----------------------
+    explain.register(app, reader, current, _guard, _empty_figure)
     return app

@@ -49,6 +49,9 @@ table.data th { background: #f4f4f4; }
    wrapper scrolls whatever still does not fit */
 .table-wrap { max-width: 100%; overflow-x: auto; }
 table.data td { overflow-wrap: anywhere; }
+.recipe { font-size: 0.9em; } .recipe .ok { color: #2a7a2a; font-weight: bold; }
+.recipe .flag { background: #fdecea; border-left: 4px solid #d62728; padding: 0.4em 0.8em;
+                font-weight: bold; color: #8a1c1c; }
 """
 
 
@@ -95,6 +98,12 @@ def sweep_section(sweep: Sweep) -> str:
         parts.append(f'<p class="note">{esc(ABLATION_NOTE)}'
                      + (f" {esc(UNBALANCED_NOTE)}" if sweep.mode != "grid" else "") + "</p>")
     parts += [to_html(format_ablation_view(view)) for view in ablations]
+    from mvit_lab.dashboards.explain_export import explain_section
+
+    try:  # issue 18: recipe, knob importance, all trials, progress
+        parts.append(explain_section(sweep, _figure_html))
+    except DataError as err:
+        parts.append(_message(str(err)))
     return "\n".join(parts)
 
 
@@ -133,6 +142,9 @@ def build_report(sweeps: Sequence[Sweep], counts: list[dict[str, Any]] | None = 
         body.append(to_html(counts_table(counts)))
     body += [_message(m) for m in messages]
     body.append(ladders_section(sweeps))
+    from mvit_lab.dashboards.explain_export import overlay_section
+
+    body.append(overlay_section(sweeps, _figure_html))  # issue 18: fronts side by side
     body += [sweep_section(s) for s in sweeps]
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(title)}</title><style>{CSS}</style>"

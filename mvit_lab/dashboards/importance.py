@@ -103,7 +103,12 @@ def _study(direction: str, trials: list[tuple[dict[str, Any], float]],
            dists: dict[str, Any]) -> Any:
     import optuna
 
-    study = optuna.create_study(direction=direction)
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "study created" line per view
+    try:
+        study = optuna.create_study(direction=direction)
+    finally:
+        optuna.logging.set_verbosity(level)
     study.add_trials([optuna.trial.create_trial(params=params, distributions=dists, value=value)
                       for params, value in trials])
     return study
@@ -254,3 +259,28 @@ def format_importance(info: dict[str, Any]) -> dict[str, Any]:
                      "levels explain alone (eta squared)")
     return dict(title="Knob importance per objective", columns=columns, rows=rows,
                 note="; ".join(notes))
+
+
+def _render_importance(info: dict[str, Any]) -> Any:
+    """One panel per method: a horizontal bar per knob, one colour per objective."""
+    from plotly.colors import qualitative
+    from plotly.subplots import make_subplots
+
+    methods = [m for m in info["methods"] if m["values"]]
+    fig = make_subplots(rows=1, cols=max(1, len(methods)), shared_yaxes=True,
+                        subplot_titles=[m["name"] for m in methods] or [""])
+    knobs = list(reversed(info["knobs"]))  # the most important on top
+    for col, m in enumerate(methods, start=1):
+        for i, objective in enumerate(info["objectives"]):
+            values = m["values"].get(objective, {})
+            fig.add_bar(x=[values.get(k, 0.0) for k in knobs], y=knobs, orientation="h",
+                        name=f"{objective} (n = {info['n'][objective]})",
+                        legendgroup=objective, showlegend=col == 1,
+                        marker_color=qualitative.D3[i % len(qualitative.D3)], row=1, col=col)
+        fig.update_xaxes(range=[0, 1], title_text="importance", row=1, col=col)
+    fig.update_layout(barmode="group", template="plotly_white",
+                      height=max(260, 60 + 40 * len(knobs) * max(1, len(info["objectives"]))),
+                      title=dict(text="Knob importance per objective"),
+                      legend=dict(orientation="h", yanchor="top", y=-0.15),
+                      margin=dict(l=120, r=20, t=60, b=40))
+    return fig

@@ -13,6 +13,8 @@ from typing import Any
 import yaml
 from dash import dcc, html
 
+from mvit_lab.dashboards import explain
+
 __all__ = ["INDEX", "page", "run_panel", "table"]
 
 INDEX = """<!DOCTYPE html>
@@ -45,6 +47,10 @@ table.data caption { text-align: left; font-weight: bold; padding-bottom: 0.3em;
 table.data th, table.data td { border: 1px solid #ddd; padding: 0.25em 0.6em;
                                text-align: left; }
 table.data th { background: #f4f4f4; }
+.recipe { font-size: 0.85em; color: #444; margin: 0.3em 0 0.6em; }
+.recipe .flag { background: #fdecea; border-left: 4px solid #d62728; padding: 0.4em 0.8em;
+                font-weight: bold; color: #8a1c1c; }
+.recipe .ok { color: #2a7a2a; font-weight: bold; }
 </style>
 </head>
 <body>
@@ -96,6 +102,7 @@ def page(uri: str, refresh_s: float, views: int = 2) -> html.Div:
         dcc.Store(id="state"),
         dcc.Store(id="counts-key"),
         dcc.Store(id="selected-run"),
+        *explain.stores(),
         html.Header([html.H1("mvit-lab sweeps"),
                      html.Span(f"MLflow store {uri}", className="meta"),
                      html.Span(id="live", className="meta")]),
@@ -104,12 +111,14 @@ def page(uri: str, refresh_s: float, views: int = 2) -> html.Div:
         html.Div([_dropdown("experiment", "experiment"), _dropdown("sweep", "sweep")],
                  className="controls"),
         html.P(id="sweep-meta", className="meta"),
+        explain.recipe_banner(),
         dcc.Tabs(id="tabs", value="fronts", children=[
             dcc.Tab(label="Pareto fronts", value="fronts", children=fronts),
             dcc.Tab(label="Parallel coordinates", value="parallel", children=parallel),
             dcc.Tab(label="Tables", value="tables", children=html.Div(id="tables")),
             dcc.Tab(label="Ladders side by side", value="ladders",
                     children=html.Div(id="ladders")),
+            *explain.tabs(),
         ]),
     ], className="page")
 

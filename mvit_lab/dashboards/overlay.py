@@ -150,7 +150,7 @@ def _render_overlay(info: dict[str, Any], highlight: Sequence[str] = ()) -> Any:
     if marked:
         fig.add_trace(go.Scatter(
             x=[p["x"] for p in marked], y=[p["y"] for p in marked], mode="markers",
-            name="selected", hoverinfo="skip",
+            name="selected", hoverinfo="skip", customdata=[p["run_id"] for p in marked],
             marker=dict(size=20, color="rgba(0,0,0,0)", line=dict(width=2.5, color="#d62728"))))
     rx, ry = info["reference"]
     fig.add_trace(go.Scatter(x=[rx], y=[ry], mode="markers", name="reference point",
