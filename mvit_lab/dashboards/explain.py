@@ -9,11 +9,13 @@ Pareto views, the parallel coordinates, the curves and the overlay all read it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from dash import Input, Output, State, dash_table, dcc, html, no_update
 from dash.dash_table.Format import Format, Scheme
+from dash.exceptions import PreventUpdate
 
 from mvit_lab.dashboards.data import DataError, Sweep
 
@@ -25,7 +27,14 @@ HIGHLIGHT = "#d62728"
 
 # -- layout ---------------------------------------------------------------------------------------
 def stores() -> list[Any]:
-    return [dcc.Store(id="highlight", data=[])]
+    # explain-state: the sweep shown and the open tab, set in the browser only while one of
+    # these tabs is open, so the other tabs cost the server no request at all
+    return [dcc.Store(id="highlight", data=[]), dcc.Store(id="explain-state")]
+
+TABS = ("trials", "importance", "overlay")
+_ROUTE = ("function(state, tab) {\n    if (!state || !" + json.dumps(list(TABS))
+          + ".includes(tab)) { return window.dash_clientside.no_update; }\n"
+          "    return {state: state, tab: tab};\n}")
 
 
 def recipe_banner() -> html.Div:
@@ -134,6 +143,17 @@ def register(app: Any, reader: Any, current: Callable[[dict | None], Sweep],
             cache[key] = build()
         return cache[key]
 
+    def visible(route: dict | None, wanted: str) -> dict:
+        """The sweep's state when the tab ``wanted`` is open (``explain-state``); otherwise
+        no update: each view reads the store, and a page that refreshes every few seconds
+        should not pay for tabs nobody looks at."""
+        if not route or route.get("tab") != wanted or not route.get("state"):
+            raise PreventUpdate
+        return route["state"]
+
+    app.clientside_callback(_ROUTE, Output("explain-state", "data"), Input("state", "data"),
+                            Input("tabs", "value"))
+
     def message(text: str) -> list[Any]:
         return [html.P(text, className="message")]
 
@@ -155,12 +175,11 @@ def register(app: Any, reader: Any, current: Callable[[dict | None], Sweep],
     @app.callback(Output("trials-table", "data"), Output("trials-table", "columns"),
                   Output("trials-table", "selected_rows"), Output("trials-message", "children"),
                   Output("trials-count", "children"),
-                  Input("state", "data"), Input("trials-table", "filter_query"),
-                  State("highlight", "data"))
+                  Input("explain-state", "data"), Input("trials-table", "filter_query"),
+                  State("highlight", "data"), prevent_initial_call=True)
     @guard(lambda text: (no_update, no_update, no_update, text, ""))
-    def trials(state: dict | None, query: str | None, highlight: list | None) -> tuple:
-        if not state:
-            return [], [], [], "", ""
+    def trials(route: dict | None, query: str | None, highlight: list | None) -> tuple:
+        state = visible(route, "trials")
         sweep = current(state)
         runs = reader.runs(sweep.experiment)
         t = cached(("trials", sweep.parent_run_id, sweep.fingerprint), lambda: trial_table(
@@ -183,7 +202,8 @@ def register(app: Any, reader: Any, current: Callable[[dict | None], Sweep],
     def select(ids: list | None) -> list:
         return sorted(ids or [])
 
-    @app.callback(Output("trials-selected", "children"), Input("highlight", "data"))
+    @app.callback(Output("trials-selected", "children"), Input("highlight", "data"),
+                  prevent_initial_call=True)
     def selected_count(ids: list | None) -> str:
         return f"; {len(ids or [])} selected" if ids else ""
 
@@ -191,11 +211,10 @@ def register(app: Any, reader: Any, current: Callable[[dict | None], Sweep],
     @app.callback(Output("curves", "figure"), Output("curve-metric", "options"),
                   Output("curve-metric", "value"),
                   Input("highlight", "data"), Input("curve-metric", "value"),
-                  Input("state", "data"))
+                  Input("explain-state", "data"), prevent_initial_call=True)
     @guard(lambda text: (empty_figure(text), no_update, no_update))
-    def curves(highlight: list | None, metric: str | None, state: dict | None) -> tuple:
-        if not state:
-            return empty_figure(""), [], None
+    def curves(highlight: list | None, metric: str | None, route: dict | None) -> tuple:
+        state = visible(route, "trials")
         sweep = current(state)
         ids = [r["run_id"] for r in sweep.records if r["run_id"] in set(highlight or ())]
         metrics = curve_metrics(sweep, ids) or ["val_top1"]
@@ -205,11 +224,11 @@ def register(app: Any, reader: Any, current: Callable[[dict | None], Sweep],
         return (_render_curves_overlay(info), [dict(label=m, value=m) for m in metrics],
                 metric)
 
-    @app.callback(Output("progress", "figure"), Input("state", "data"))
+    @app.callback(Output("progress", "figure"), Input("explain-state", "data"),
+                  prevent_initial_call=True)
     @guard(empty_figure)
-    def progress(state: dict | None) -> Any:
-        if not state:
-            return empty_figure("")
+    def progress(route: dict | None) -> Any:
+        state = visible(route, "trials")
         sweep = current(state)
         runs = reader.runs(sweep.experiment)
         info = progress_info(sweep, run_times(runs, [r["run_id"] for r in sweep.records]))
@@ -217,11 +236,11 @@ def register(app: Any, reader: Any, current: Callable[[dict | None], Sweep],
 
     # -- importance -------------------------------------------------------------------------------
     @app.callback(Output("importance", "figure"), Output("importance-table", "children"),
-                  Output("importance-message", "children"), Input("state", "data"))
+                  Output("importance-message", "children"), Input("explain-state", "data"),
+                  prevent_initial_call=True)
     @guard(lambda text: (empty_figure(""), [], text))
-    def importance(state: dict | None) -> tuple:
-        if not state:
-            return empty_figure(""), [], ""
+    def importance(route: dict | None) -> tuple:
+        state = visible(route, "importance")  # a forest per objective: only when looked at
         sweep = current(state)
 
         def build() -> dict[str, Any]:
@@ -236,24 +255,28 @@ def register(app: Any, reader: Any, current: Callable[[dict | None], Sweep],
 
     # -- sweeps side by side ----------------------------------------------------------------------
     @app.callback(Output("overlay-sweeps", "options"), Output("overlay-sweeps", "value"),
-                  Input("counts-key", "data"), Input("state", "data"),
-                  State("overlay-sweeps", "value"))
+                  Input("explain-state", "data"), State("overlay-sweeps", "value"),
+                  prevent_initial_call=True)
     @guard(lambda text: ([], []))
-    def overlay_choices(_: Any, state: dict | None, chosen: list | None) -> tuple:
-        options = []
+    def overlay_choices(route: dict | None, chosen: list | None) -> tuple:
+        state = visible(route, "overlay")
+        options, newest = [], []  # newest: each experiment's newest sweep, if it finished any
         for row in reader.overview():
             try:
-                sweeps = reader.sweep(row["name"]).sweeps
+                sweep = reader.sweep(row["name"])
             except DataError:
                 continue
             options += [dict(label=f"{row['name']} / {s['name']} ({s['run_id'][:8]})",
-                             value=f"{row['name']}|{s['run_id']}") for s in sweeps]
+                             value=f"{row['name']}|{s['run_id']}") for s in sweep.sweeps]
+            if sweep.finished:
+                newest.append(f"{row['name']}|{sweep.parent_run_id}")
         values = [o["value"] for o in options]
         kept = [v for v in chosen or () if v in values]
-        if kept or not state:
+        if kept:
             return options, kept
         mine = f"{state['experiment']}|{state['sweep']}"
-        default = [mine, *[v for v in values if v != mine][:1]] if mine in values else []
+        # this sweep beside the newest sweep of the next experiment with finished trials
+        default = [mine, *[v for v in newest if v != mine][:1]] if mine in values else []
         return options, default
 
     @app.callback(Output("overlay", "figure"), Output("overlay-table", "children"),
@@ -262,11 +285,12 @@ def register(app: Any, reader: Any, current: Callable[[dict | None], Sweep],
                   Output("overlay-y", "value"),
                   Input("overlay-sweeps", "value"), Input("overlay-x", "value"),
                   Input("overlay-y", "value"), Input("highlight", "data"),
-                  Input("counts-key", "data"))
+                  Input("explain-state", "data"), prevent_initial_call=True)
     @guard(lambda text: (empty_figure(""), [], text, no_update, no_update, no_update,
                          no_update))
     def overlay(chosen: list | None, x: str | None, y: str | None, highlight: list | None,
-                _: Any) -> tuple:
+                route: dict | None) -> tuple:
+        visible(route, "overlay")
         picked = [v.split("|", 1) for v in chosen or ()]
         sweeps = [reader.sweep(exp, run_id) for exp, run_id in picked]
         if len(sweeps) < 2:

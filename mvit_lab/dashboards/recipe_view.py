@@ -38,6 +38,19 @@ def _same(a: Any, b: Any) -> bool:
     return json.dumps(norm(a), sort_keys=True) == json.dumps(norm(b), sort_keys=True)
 
 
+def _augmentation(node: dict[str, Any]) -> dict[str, Any]:
+    """The augmentation keys that are on: not None / 0, a crop ratio only with a crop, more
+    than one repeat."""
+    out = {}
+    for k in AUGMENTATION:
+        v = node.get(k)
+        if v in (None, 0, 0.0, False, []) or (k == "repeated_aug" and v == 1) or (
+                k == "crop_ratio" and node.get("crop_scale") is None):
+            continue
+        out[k] = v
+    return out
+
+
 def _section(params: dict[str, str], section: str, knobs: list[str]) -> dict[str, Any] | None:
     tree = unflatten(params, "experiment.")
     node = tree.get(section)
@@ -46,8 +59,7 @@ def _section(params: dict[str, str], section: str, knobs: list[str]) -> dict[str
     model, data = tree.get("model") or {}, tree.get("data") or {}
     name = node.get("recipe")
     out = dict(section=section, recipe=name, source=None, notes=None, epochs=node.get("epochs"),
-               augmentation={k: node[k] for k in AUGMENTATION
-                             if node.get(k) not in (None, 0, 0.0, False, [])},
+               augmentation=_augmentation(node),
                departures=[], varied=[k for k in knobs if k.startswith(f"{section}.")],
                error=None)
     if not isinstance(name, str):

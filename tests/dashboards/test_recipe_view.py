@@ -36,6 +36,8 @@ def test_cut_short_or_none_is_flagged():
     assert info["flag"] == ("NOT a published protocol. train: departs from the published "
                             "recipe mvitv2_in1k: train.epochs 2 (published 300)")
     toy = recipe_info(_params(dict(BASE, train=dict(epochs=2))), knobs=["train.lr", "depths"])
+    # no crop: its aspect ratio is not augmentation; one repeat is none
+    assert toy["sections"][0]["augmentation"] == dict(label_smoothing=0.1)
     assert toy["flag"] == ("NOT a published protocol. train: not a published recipe (2 epochs, "
                            "this file's own settings); the search varies train.lr per trial")
     assert recipe_info({})["flag"] == ("the sweep's parent run logged no recipe: its protocol "
