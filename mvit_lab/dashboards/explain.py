@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from dash import Input, Output, State, dash_table, dcc, html, no_update
-from dash.dash_table.Format import Format, Scheme
+from dash.dash_table.Format import Format, Scheme, Trim
 from dash.exceptions import PreventUpdate
 
 from mvit_lab.dashboards.data import DataError, Sweep
@@ -191,7 +191,7 @@ def register(app: Any, reader: Any, current: Callable[[dict | None], Sweep],
             raise DataError(str(err)) from err
         chosen = set(highlight or ())
         selected = [i for i, r in enumerate(rows) if r["id"] in chosen]
-        number = Format(precision=4, scheme=Scheme.decimal_or_exponent)
+        number = Format(precision=4, scheme=Scheme.decimal_or_exponent, trim=Trim.yes)
         columns = [dict(id=c["id"], name=c["name"], type=c["type"],
                         **(dict(format=number) if c["type"] == "numeric" else {}))
                    for c in t["columns"]]
