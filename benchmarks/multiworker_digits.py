@@ -1,0 +1,118 @@
+"""2 data-parallel workers vs 1, same global batch: the small digits Hiera of
+``experiments/digits_hiera.yaml``, three seeds each way, alternating.
+
+    python benchmarks/multiworker_digits.py [--seeds 0 1 2] [--epochs 15]
+
+1 worker: the one-worker trial's path, ``train()`` in this process, batch 64, 2 threads.
+2 workers: the multi-worker trial's path, ``train_on_workers`` (Ray Train ``TorchTrainer``,
+DDP over gloo), batch 32 per worker, 1 CPU and 1 thread each; global batch 64 both ways, so
+the same lr and the same number of optimizer steps. Evaluation runs after the last epoch only,
+so every other epoch's ``epoch_seconds`` is training alone: per-step time is the median over
+those epochs of ``epoch_seconds / steps``. Writes ``benchmarks/results/multiworker_digits``
+``.{json,md}``: val top-1 per seed, the mean difference, per-step medians and spreads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).parents[1]
+GLOBAL_BATCH = 64
+
+
+def _run(variant: str, seed: int, epochs: int) -> dict:
+    from mvit_lab.experiment import load_experiment
+    from mvit_lab.search.multiworker import Workers, train_on_workers
+    from mvit_lab.train import train
+
+    workers = 2 if variant == "2 workers" else 1
+    sets = [f"train.seed={seed}", f"train.epochs={epochs}", f"train.eval_every={epochs}",
+            f"train.batch_size={GLOBAL_BATCH // workers}", f"train.threads={2 // workers}",
+            f"train.global_batch={GLOBAL_BATCH}"]
+    exp = load_experiment(ROOT / "experiments" / "digits_hiera.yaml", sets)
+
+    def show(m: dict) -> None:
+        print(f"  {variant} seed {seed} epoch {m['epoch']}: {m['epoch_seconds']:.1f} s"
+              + (f", val top-1 {m['val_top1']:.2f}" if "val_top1" in m else ""), flush=True)
+
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as out:
+        if workers == 1:
+            result = train(exp, out, callback=show)
+        else:
+            result = train_on_workers(exp, Path(out), resume=False, callback=show,
+                                      workers=Workers(2, 1.0, 0.0))
+    seconds = time.perf_counter() - start
+    steps = math.ceil(1438 / workers / (GLOBAL_BATCH // workers))  # the digits' train split
+    per_step = [r["epoch_seconds"] / steps for r in result.history[1:-1]]
+    return dict(variant=variant, seed=seed, val_top1=result.final["val_top1"],
+                train_loss=result.final["train_loss"], global_batch=result.final["global_batch"],
+                steps_per_epoch=steps, step_seconds=per_step,
+                step_seconds_median=statistics.median(per_step), seconds=seconds,
+                weights_sha256=result.final.get("weights_sha256"))
+
+
+def main() -> None:
+    import ray
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"
+                                             / "multiworker_digits"))
+    args = parser.parse_args()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    runs = []
+    for seed in args.seeds:  # alternating, so load on the machine hits both alike
+        for variant in (("1 worker", "2 workers") if seed % 2 == 0
+                        else ("2 workers", "1 worker")):
+            runs.append(_run(variant, seed, args.epochs))
+            print(variant, seed, f"{runs[-1]['val_top1']:.2f}",
+                  f"{runs[-1]['step_seconds_median'] * 1000:.0f} ms/step", flush=True)
+    ray.shutdown()
+    summary = {}
+    for variant in ("1 worker", "2 workers"):
+        rows = [r for r in runs if r["variant"] == variant]
+        steps = [s for r in rows for s in r["step_seconds"]]
+        summary[variant] = dict(
+            val_top1=[r["val_top1"] for r in rows],
+            val_top1_mean=statistics.mean(r["val_top1"] for r in rows),
+            step_ms_median=1000 * statistics.median(steps),
+            step_ms_min=1000 * min(steps), step_ms_max=1000 * max(steps),
+            step_ms_per_seed=[1000 * r["step_seconds_median"] for r in rows])
+    diff = summary["2 workers"]["val_top1_mean"] - summary["1 worker"]["val_top1_mean"]
+    per_seed = [b["val_top1"] - a["val_top1"] for a, b in zip(
+        [r for r in runs if r["variant"] == "1 worker"],
+        [r for r in runs if r["variant"] == "2 workers"])]
+    record = dict(benchmark="multiworker_digits", experiment="experiments/digits_hiera.yaml",
+                  epochs=args.epochs, global_batch=GLOBAL_BATCH, seeds=args.seeds,
+                  machine=dict(cpus=os.cpu_count(), processor=platform.processor(),
+                               load_average_at_end=os.getloadavg()),
+                  runs=runs, summary=summary, val_top1_mean_difference=diff,
+                  val_top1_difference_per_seed=per_seed)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    md = [f"# 2 workers vs 1, global batch {GLOBAL_BATCH}, digits Hiera, {args.epochs} epochs",
+          "", "| variant | val top-1 per seed | mean | ms/step median (min-max) |",
+          "|---|---|---|---|"]
+    for variant, s in summary.items():
+        md.append(f"| {variant} | " + ", ".join(f"{v:.2f}" for v in s["val_top1"])
+                  + f" | {s['val_top1_mean']:.2f} | {s['step_ms_median']:.0f} "
+                  f"({s['step_ms_min']:.0f}-{s['step_ms_max']:.0f}) |")
+    md += ["", f"Mean difference (2 workers - 1): {diff:+.2f} points; per seed: "
+           + ", ".join(f"{d:+.2f}" for d in per_seed) + "."]
+    out.with_suffix(".md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
