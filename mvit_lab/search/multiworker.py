@@ -210,6 +210,10 @@ def train_on_workers(exp: Any, out_dir: Path, *, resume: bool, callback: Any,
         control.put("stop")
         thread.join()
         raise
+    finally:  # the queues are actors (processes): a reused trial actor must not pile them up
+        if not thread.is_alive():
+            for q in (reports, control):
+                q.shutdown()
     thread.join()
     if "error" in outcome:
         err = outcome["error"]
