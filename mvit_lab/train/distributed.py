@@ -24,8 +24,8 @@ import torch
 from torch import nn
 from torch.utils.data import Sampler
 
-__all__ = ["ShardSampler", "all_sum", "check_replicas", "gather_rng", "is_main", "own_rng",
-           "rank_seed", "set_grad_sync", "weights_digest", "wrap_model"]
+__all__ = ["ShardSampler", "agree", "all_sum", "check_replicas", "gather_rng", "is_main",
+           "own_rng", "rank_seed", "set_grad_sync", "weights_digest", "wrap_model"]
 
 
 def _group() -> tuple[int, int]:
@@ -145,3 +145,16 @@ def check_replicas(model: nn.Module) -> str | None:
         raise RuntimeError(f"the weights of rank(s) {differ} differ from rank 0's after "
                            "training: the replicas diverged")
     return digest
+
+
+def agree(value: Any, what: str) -> None:
+    """Every rank must hold the same ``value`` (e.g. the epoch a resumed run starts at); a
+    RuntimeError on every rank otherwise. Every rank must call it."""
+    size, _ = _group()
+    if size == 1:
+        return
+    values: list[Any] = [None] * size
+    torch.distributed.all_gather_object(values, value)
+    if any(v != values[0] for v in values):
+        raise RuntimeError(f"the workers disagree on {what}: {values} (rank order); is the "
+                           "trial folder on storage every worker sees?")

@@ -44,6 +44,7 @@ from mvit_lab.train._shared import (
 )
 from mvit_lab.train.batch import BatchPrep
 from mvit_lab.train.distributed import (
+    agree,
     all_sum,
     check_replicas,
     gather_rng,
@@ -218,6 +219,7 @@ def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = 
             history = json.loads(state["history"])
             start_epoch = int(state["epoch"]) + 1
             log.info("resumed %s at epoch %d", out, start_epoch)
+    agree(start_epoch, "the epoch to start from")  # every rank read rank 0's checkpoint
     params = count_params(model_cfg)
     started = time.perf_counter()
     shuffled_seed = data.val_shuffled.seed if data.val_shuffled is not None else None

@@ -157,7 +157,7 @@ def test_a_two_worker_sweep_killed_and_resumed_trains_every_trial_once(tmp_path)
     runs = _children(tmp_path, "mw")
     assert len(runs) == 2 and runs["tag.trial_id"].nunique() == 2
     assert set(runs["status"]) == {"FINISHED"} and set(runs["tag.status"]) == {"finished"}
-    assert set(runs["tag.workers"]) == {"2"}
+    assert set(runs["tag.workers"]) == {"2"} and "; 2 workers per trial; " in resumed.stdout
     assert set(runs["tag.cost_scope"]) == {"per device (one worker's model)"}
     by_id = runs.set_index("tag.trial_id")
     # the trial that had finished did not run again
