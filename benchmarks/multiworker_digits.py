@@ -3,12 +3,15 @@ width 16) trained from scratch, three seeds each way, alternating.
 
     python benchmarks/multiworker_digits.py [--seeds 0 1 2] [--epochs 15] [--launcher ray]
 
-1 worker: the one-worker trial's path, ``train()`` in this process, batch 64, 2 threads.
+1 worker: the one-worker trial's path, ``train()`` in this process, batch 64, 1 thread.
 2 workers: the multi-worker trial's path, ``train_on_workers`` (Ray Train ``TorchTrainer``,
 DDP over gloo; ``--launcher spawn``: the same ``train()`` on two ``torch.multiprocessing``
 ranks with a gloo group, no Ray, for machines too loaded to start Ray within its 30 s), batch
-32 per worker, 1 CPU and 1 thread each; global batch 64 both ways, so
-the same lr and the same number of optimizer steps. Evaluation runs after the last epoch only,
+32 per worker, 1 CPU and 1 thread each (so twice the cores of the 1-worker run: on the
+2-core machine these results come from, at load ~30, one epoch of
+``experiments/digits_hiera.yaml`` on 2 threads took 441 s against the README's 2.9 s idle,
+so 1 thread it is); global batch 64 both ways, so the same lr and the same number of
+optimizer steps. Evaluation runs after the last epoch only,
 so every other epoch's ``epoch_seconds`` is training alone: per-step time is the median over
 those epochs of ``epoch_seconds / steps``. Writes ``benchmarks/results/multiworker_digits``
 ``.{json,md}``: val top-1 per seed, the mean difference, per-step medians and spreads.
@@ -70,7 +73,7 @@ def _run(variant: str, seed: int, epochs: int, launcher: str) -> dict:
     exp = experiment_from_dict(dict(
         name="multiworker-digits", data=dict(dataset="digits"), model=dict(MODEL),
         train=dict(epochs=epochs, eval_every=epochs, batch_size=GLOBAL_BATCH // workers,
-                   global_batch=GLOBAL_BATCH, threads=2 // workers, lr=0.004, warmup_epochs=1,
+                   global_batch=GLOBAL_BATCH, threads=1, lr=0.004, warmup_epochs=1,
                    weight_decay=0.05, label_smoothing=0.1, seed=seed)))
 
     def show(m: dict) -> None:

@@ -34,7 +34,7 @@ def check_local_gpus(sweep: SweepConfig) -> None:
     count = torch.cuda.device_count()
     if count < sweep.gpus:
         field = "gpus_per_worker" if sweep.workers.multi else "gpus"
-        raise ValueError(f"resources.{field}: {sweep.gpus:g} GPUs per trial requested but this "
+        raise ValueError(f"resources.{field}: {sweep.gpus:g} per trial requested but this "
                          f"machine has {count} CUDA GPUs (give --address of a GPU cluster, or "
                          f"set resources.{field}: 0)")
 
