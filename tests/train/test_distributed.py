@@ -4,6 +4,7 @@ Ray: two spawned processes (spawn, not fork: libgomp is not fork-safe once torch
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -35,11 +36,7 @@ class _Recorded(torch.utils.data.Dataset):
         return self.base[i]
 
 
-class _Stop(KeyboardInterrupt):
-    pass
-
-
-def _rank(rank: int, size: int, folder: str, tree: dict, out: str, stop_after: int | None,
+def _rank(rank: int, size: int, folder: str, tree: dict, out: str, snapshot_after: int | None,
           resume: bool, mode: str) -> None:
     import torch.distributed as dist
 
@@ -76,22 +73,23 @@ def _rank(rank: int, size: int, folder: str, tree: dict, out: str, stop_after: i
         def on_epoch(metrics: dict) -> None:
             epochs.append(sorted(seen))
             seen.clear()
-            if stop_after is not None and metrics["epoch"] == stop_after:
-                raise _Stop
+            if snapshot_after is not None and metrics["epoch"] == snapshot_after and rank == 0:
+                # the run folder as an interruption after this epoch leaves it
+                cut = Path(out).with_name("cut")
+                cut.mkdir()
+                for name in ("checkpoint.pt", "experiment.json", "metrics.json"):
+                    shutil.copy(Path(out, name), cut / name)
 
-        try:
-            result = train(exp, out, resume=resume, callback=on_epoch, datasets=data)
-            record = dict(final=result.final, history=result.history, epochs=epochs)
-        except _Stop:
-            record = dict(stopped=True, epochs=epochs)
+        result = train(exp, out, resume=resume, callback=on_epoch, datasets=data)
+        record = dict(final=result.final, history=result.history, epochs=epochs)
         Path(folder, f"{mode}-rank{rank}.json").write_text(json.dumps(record, default=str))
     finally:
         dist.destroy_process_group()
 
 
-def _spawn(folder: Path, tree: dict, out: Path, mode: str, stop_after: int | None = None,
+def _spawn(folder: Path, tree: dict, out: Path, mode: str, snapshot_after: int | None = None,
            resume: bool = False) -> list[dict]:
-    mp.start_processes(_rank, args=(2, str(folder), tree, str(out), stop_after, resume, mode),
+    mp.start_processes(_rank, args=(2, str(folder), tree, str(out), snapshot_after, resume, mode),
                        nprocs=2, start_method="spawn", join=True)
     return [json.loads((folder / f"{mode}-rank{r}.json").read_text()) for r in range(2)]
 
@@ -114,8 +112,8 @@ def test_replicas_that_differ_are_refused_on_every_rank(tmp_path):
 def test_two_ranks_train_disjoint_shards_into_one_model_and_resume_exactly(tmp_path):
     """Two gloo ranks, global batch 64 as 2 x 16 x 2 accumulation steps: disjoint shards
     covering the split each epoch, bit-identical weights, whole-set validation metrics equal
-    on both ranks (and to a plain evaluation of the checkpoint), rank 0 alone writing; a run
-    stopped after epoch 1 and resumed ends with the uninterrupted run's weights."""
+    on both ranks (and to a plain evaluation of the checkpoint); the run folder as it stood
+    after epoch 1, resumed, ends with the uninterrupted run's weights and metrics."""
     from mvit_lab.build import build_model
     from mvit_lab.data import build_datasets
     from mvit_lab.experiment import experiment_from_dict
@@ -123,7 +121,7 @@ def test_two_ranks_train_disjoint_shards_into_one_model_and_resume_exactly(tmp_p
     from mvit_lab.train._shared import make_loader
 
     tree = _tree(epochs=2, batch=16, global_batch=64)
-    full = _spawn(tmp_path, tree, tmp_path / "full", "full")
+    full = _spawn(tmp_path, tree, tmp_path / "full", "full", snapshot_after=1)
     for r in full:
         assert r["final"]["global_batch"] == 64 and r["final"]["accumulation"] == 2
         assert r["final"]["workers"] == 2
@@ -144,10 +142,9 @@ def test_two_ranks_train_disjoint_shards_into_one_model_and_resume_exactly(tmp_p
                                       device=torch.device("cpu")), torch.device("cpu"))
     assert full[0]["final"]["val_top1"] == pytest.approx(val["top1"], abs=1e-9)
     assert full[0]["final"]["val_loss"] == pytest.approx(val["loss"], rel=1e-5)
-    # interrupted after epoch 1, resumed by both ranks from rank 0's checkpoint
-    stopped = _spawn(tmp_path, tree, tmp_path / "cut", "cut", stop_after=1)
-    assert all(r.get("stopped") for r in stopped)
+    # the run folder as it was after epoch 1, resumed by both ranks from rank 0's checkpoint
     resumed = _spawn(tmp_path, tree, tmp_path / "cut", "resumed", resume=True)
+    assert [len(e) for e in resumed[0]["epochs"]] == [719]  # epoch 2 alone
     assert resumed[0]["final"]["weights_sha256"] == full[0]["final"]["weights_sha256"]
     assert [h["val_top1"] for h in resumed[0]["history"]] == [
         h["val_top1"] for h in full[0]["history"]]
