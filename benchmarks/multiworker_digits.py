@@ -106,13 +106,21 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--launcher", choices=("ray", "spawn"), default="ray")
+    parser.add_argument("--combine", nargs="+", metavar="FILE",
+                        help="no training: merge the runs of earlier results (seeds run in "
+                             "separate processes) into --out")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"
                                              / "multiworker_digits"))
     args = parser.parse_args()
-    if args.launcher == "ray":
+    if args.launcher == "ray" and not args.combine:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    runs = []
-    for seed in args.seeds:  # alternating, so load on the machine hits both alike
+    runs = [r for name in args.combine or [] for r in json.loads(Path(name).read_text())["runs"]]
+    if args.combine:
+        args.seeds = sorted({r["seed"] for r in runs})
+        first = json.loads(Path(args.combine[0]).read_text())
+        args.epochs, args.launcher = first["epochs"], first["launcher"]
+    # alternating, so the load on the machine hits both alike
+    for seed in [] if args.combine else args.seeds:
         for variant in (("1 worker", "2 workers") if seed % 2 == 0
                         else ("2 workers", "1 worker")):
             runs.append(_run(variant, seed, args.epochs, args.launcher))
@@ -130,9 +138,9 @@ def main() -> None:
             step_ms_min=1000 * min(steps), step_ms_max=1000 * max(steps),
             step_ms_per_seed=[1000 * r["step_seconds_median"] for r in rows])
     diff = summary["2 workers"]["val_top1_mean"] - summary["1 worker"]["val_top1_mean"]
-    per_seed = [b["val_top1"] - a["val_top1"] for a, b in zip(
-        [r for r in runs if r["variant"] == "1 worker"],
-        [r for r in runs if r["variant"] == "2 workers"])]
+    by = {(r["variant"], r["seed"]): r for r in runs}
+    per_seed = [by["2 workers", s]["val_top1"] - by["1 worker", s]["val_top1"]
+                for s in args.seeds if ("1 worker", s) in by and ("2 workers", s) in by]
     record = dict(benchmark="multiworker_digits", model=MODEL, lr=0.004,
                   epochs=args.epochs, global_batch=GLOBAL_BATCH, seeds=args.seeds,
                   launcher=args.launcher,
