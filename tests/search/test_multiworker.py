@@ -133,20 +133,23 @@ def test_a_two_worker_sweep_killed_and_resumed_trains_every_trial_once(tmp_path)
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env.update(PYTHONUNBUFFERED="1", **{AUDIT_ENV: str(audit)})
     trials = tmp_path / "runs" / "sweeps" / "mw" / "trials"
-    driver = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, start_new_session=True)
     first_done, deadline = None, time.time() + 900
-    while time.time() < deadline and driver.poll() is None:
-        # the second trial has written its first checkpoint: kill the driver mid-trial
-        done = [d for d in trials.glob("*") if (d / "outcome.json").is_file()]
-        live = [d for d in trials.glob("*") if (d / "checkpoint.pt").is_file()
-                and not (d / "outcome.json").is_file()]
-        if done and live:
-            first_done = done[0].name
-            os.killpg(driver.pid, signal.SIGKILL)
-            break
-        time.sleep(0.2)
-    out, err = driver.communicate(timeout=60)
+    for _ in range(3):  # on a loaded machine Ray may miss its fixed 30 s node start-up
+        driver = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, start_new_session=True)
+        while time.time() < deadline and driver.poll() is None:
+            # the second trial has written its first checkpoint: kill the driver mid-trial
+            done = [d for d in trials.glob("*") if (d / "outcome.json").is_file()]
+            live = [d for d in trials.glob("*") if (d / "checkpoint.pt").is_file()
+                    and not (d / "outcome.json").is_file()]
+            if done and live:
+                first_done = done[0].name
+                os.killpg(driver.pid, signal.SIGKILL)
+                break
+            time.sleep(0.2)
+        out, err = driver.communicate(timeout=60)
+        if first_done or "node timed out during startup" not in err:
+            break  # (a sweep refused before Ray started left nothing: start it again)
     assert first_done is not None, (out + err)[-3000:]
     assert driver.returncode == -signal.SIGKILL
     time.sleep(5)  # the killed Ray's processes wind down (they share the driver's fate)
