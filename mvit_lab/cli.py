@@ -281,6 +281,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         sweep.samples
     print(f"sweep {exp.name}: {n} trials ({sweep.algorithm}), objectives "
           + ", ".join(f"{o.name} {o.sense}" for o in sweep.objectives)
+          + (f"; {sweep.workers.workers} workers per trial" if sweep.workers.multi else "")
           + f"; tracking {sweep.tracking_uri}", flush=True)
     for warning in sweep.warnings:
         print(f"warning: {warning}", flush=True)

@@ -369,7 +369,9 @@ EXTRA_SECTIONS = {"search", "objectives", "algorithm", "budget", "resources", "s
                   "tracking"}
 # their keys, only to suggest a fix for a misspelt --set (the sweep layer checks them)
 _SWEEP_KEYS = ("budget.samples", "budget.seeds", "budget.concurrency", "budget.time_s",
-               "resources.cpus", "resources.gpus", "tracking.uri", "tracking.experiment")
+               "resources.cpus", "resources.gpus", "resources.workers",
+               "resources.cpus_per_worker", "resources.gpus_per_worker", "tracking.uri",
+               "tracking.experiment")
 # a run folder is runs/<name>: a name, never a path
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=-]*")
 

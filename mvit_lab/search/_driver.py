@@ -33,9 +33,10 @@ def check_local_gpus(sweep: SweepConfig) -> None:
 
     count = torch.cuda.device_count()
     if count < sweep.gpus:
-        raise ValueError(f"resources.gpus: {sweep.gpus} per trial requested but this machine "
-                         f"has {count} CUDA GPUs (give --address of a GPU cluster, or set "
-                         "resources.gpus: 0)")
+        field = "gpus_per_worker" if sweep.workers.multi else "gpus"
+        raise ValueError(f"resources.{field}: {sweep.gpus:g} per trial requested but this "
+                         f"machine has {count} CUDA GPUs (give --address of a GPU cluster, or "
+                         f"set resources.{field}: 0)")
 
 
 class SweepInterrupted(KeyboardInterrupt):

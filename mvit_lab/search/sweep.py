@@ -6,7 +6,7 @@ The experiment file gains sweep sections, all checked before anything starts::
     objectives: {val_top1: max, gflops: min, throughput: max}
     algorithm: nsga2          # grid | ladder | tpe | nsga2 | random (default from the space)
     budget: {samples: 16, seeds: 1, concurrency: 2}
-    resources: {cpus: 1, gpus: 0}
+    resources: {cpus: 1, gpus: 0}   # or {workers: 2, cpus_per_worker: 4, gpus_per_worker: 1}
     scheduler: none           # none | asha (single objective only: see below)
     tracking: {uri: null, experiment: null}   # default: ./mlruns.db, the experiment's name
     measure: {batch: 32, dtype: auto, modes: [infer, train], protocol: {target_spread: 0.03},
@@ -44,6 +44,7 @@ from mvit_lab.search._driver import (
 )
 from mvit_lab.search._space_check import REFUSE_FRACTION, check_params_space
 from mvit_lab.search.metrics import check_metric_names
+from mvit_lab.search.multiworker import Workers, max_concurrent, parse_resources
 from mvit_lab.search.pareto import Objective, front_table, parse_objectives
 from mvit_lab.search.records import COST_METRICS, SPACE_ARTIFACT, sweep_records
 from mvit_lab.search.space import Point, SearchSpace, parse_space, validate_points
@@ -66,13 +67,14 @@ class SweepConfig:
     seeds: tuple[int, ...]
     concurrency: int
     time_s: float | None
-    cpus: float
+    cpus: float  # per trial, all its workers together
     gpus: float
     scheduler: str
     tracking_uri: str
     mlflow_experiment: str
     measure: dict[str, Any] = dataclasses.field(default_factory=dict)
     warnings: tuple[str, ...] = ()  # one line each, for the user (e.g. unbuildable draws)
+    workers: Workers = dataclasses.field(default_factory=Workers)  # multi-worker: Ray Train
 
 
 def _section(tree: dict[str, Any], name: str, known: set[str]) -> dict[str, Any]:
@@ -155,9 +157,12 @@ def parse_sweep(exp: Experiment) -> SweepConfig:
     time_s = budget.get("time_s")
     if time_s is not None:
         _number("budget.time_s", time_s, 1)
-    resources = _section(extra, "resources", {"cpus", "gpus"})
-    cpus = _number("resources.cpus", resources.get("cpus", 1), 0.01)
-    gpus = _number("resources.gpus", resources.get("gpus", 0), 0)
+    workers = parse_resources(extra.get("resources"))
+    if workers.multi and exp.pretrain is not None:
+        raise ValueError("resources.workers: MAE pretraining runs on one worker only; use "
+                         "workers: 1 (cpus / gpus) for experiments with a pretrain section")
+    cpus, gpus = workers.workers * workers.cpus_per_worker, workers.workers * \
+        workers.gpus_per_worker
     scheduler = extra.get("scheduler") or "none"
     if scheduler not in ("none", "asha"):
         raise ValueError(f"scheduler: must be none or asha, got {scheduler!r}")
@@ -176,7 +181,7 @@ def parse_sweep(exp: Experiment) -> SweepConfig:
         samples=samples, seeds=seeds, concurrency=concurrency, time_s=time_s, cpus=cpus,
         gpus=gpus, scheduler=scheduler, tracking_uri=resolve_tracking_uri(tracking.get("uri")),
         mlflow_experiment=tracking.get("experiment") or exp.name, measure=measure,
-        warnings=tuple(warnings),
+        warnings=tuple(warnings), workers=workers,
     )
 
 
@@ -342,6 +347,9 @@ def _check_resources(sweep: SweepConfig) -> None:
     import ray
 
     available = ray.cluster_resources()
+    if sweep.workers.multi:  # a ValueError when not even one trial's workers fit
+        max_concurrent(sweep.workers, available, sweep.concurrency)
+        return
     if sweep.gpus > 0 and available.get("GPU", 0) < sweep.gpus:
         raise ValueError(f"resources.gpus: {sweep.gpus} per trial requested but the Ray cluster "
                          f"has {available.get('GPU', 0)} GPUs (Ray would wait forever)")
@@ -465,7 +473,8 @@ def _drive(exp: Experiment, sweep: SweepConfig, sweep_dir: Path, resume: bool,
                             if k in ("name", "data", "model", "train", "pretrain")},
                 space=sweep.space_tree, point={}, seed=sweep.seeds[0],
                 tracking_uri=sweep.tracking_uri, mlflow_experiment=sweep.mlflow_experiment,
-                parent_run_id=parent, trials_dir=str(trials_dir), measure=measure)
+                parent_run_id=parent, trials_dir=str(trials_dir), measure=measure,
+                workers=dataclasses.asdict(sweep.workers) if sweep.workers.multi else {})
     if resume:  # what trials recorded while the store refused writes goes in first
         _replay(trials_dir, sweep, exp)
     if retry_failed:  # a failed outcome is reused by later draws; a retry must run again
@@ -477,7 +486,7 @@ def _drive(exp: Experiment, sweep: SweepConfig, sweep_dir: Path, resume: bool,
     callback = SweepProgress(total, _describer(sweep), columns, write, every_s=status_every_s)
     interrupted = False
     try:
-        trainable = tune.with_resources(_trainable, {"cpu": sweep.cpus, "gpu": sweep.gpus})
+        trainable = tune.with_resources(_trainable, sweep.workers.driver_resources())
         if resume and tune.Tuner.can_restore(str(sweep_dir / "tune")):
             tuner = tune.Tuner.restore(str(sweep_dir / "tune"), trainable=trainable,
                                        resume_unfinished=True, resume_errored=False,
@@ -649,7 +658,16 @@ def _tune_config(sweep: SweepConfig) -> Any:
     from ray import tune
 
     # reused actors keep torch, MLflow and mvit-lab imported between trials
-    kw: dict[str, Any] = dict(max_concurrent_trials=sweep.concurrency, reuse_actors=True)
+    concurrency = sweep.concurrency
+    if sweep.workers.multi:  # Tune does not reserve Train's workers: never more trials
+        import ray  # than the cluster can place, or their drivers wait forever for workers
+
+        concurrency = max_concurrent(sweep.workers, ray.cluster_resources(), concurrency)
+        if concurrency < sweep.concurrency:
+            log.warning("budget.concurrency: %d trials of %d workers need more than the "
+                        "cluster has; running %d at a time", sweep.concurrency,
+                        sweep.workers.workers, concurrency)
+    kw: dict[str, Any] = dict(max_concurrent_trials=concurrency, reuse_actors=True)
     if sweep.time_s:
         kw["time_budget_s"] = sweep.time_s
     if sweep.space.mode == "params":

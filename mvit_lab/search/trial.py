@@ -58,6 +58,8 @@ class TrialSpec:
     # how costs are measured: batch, dtype, modes, protocol, cache folder, lock timeout
     # (see mvit_lab.search.sweep.parse_measure)
     measure: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Workers fields (mvit_lab.search.multiworker); empty: one worker, in the trial's process
+    workers: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 OUTCOME = "outcome.json"  # a trial's final result, written before its run is finished
@@ -229,17 +231,28 @@ def _run(spec: TrialSpec, built: tuple[Experiment, Point, SearchSpace], tid: str
             return result
         import torch
 
+        from mvit_lab.search.multiworker import Workers, measure_on_worker, train_on_workers
+
+        workers = Workers(**spec.workers)
         device = "cuda" if exp.train.device in ("auto", "cuda") and torch.cuda.is_available() \
             else "cpu"
+        if workers.multi:  # the workers' device, not this (GPU-less) driver's
+            device = "cuda" if workers.gpus_per_worker > 0 else "cpu"
         if exp.train.threads and device == "cpu":  # the threads it trains with, measured
             torch.set_num_threads(exp.train.threads)
         setup = time.perf_counter() - started
         measure_start = time.perf_counter()
-        costs, cost_tags, cost_records = _measure(spec, exp, device)
+        if workers.multi:  # one worker's model on one worker's device and resources
+            costs, cost_tags, cost_records = measure_on_worker(_measure, workers, spec, exp,
+                                                               device)
+        else:
+            costs, cost_tags, cost_records = _measure(spec, exp, device)
         measure = time.perf_counter() - measure_start
         base.update(costs)
         tracker.set_tags(run_id, dict(cost_tags, device=cost_tags["cost_device"],
-                                      cost_by="trial", mvit_lab_version=__version__))
+                                      cost_by="trial", mvit_lab_version=__version__,
+                                      workers=str(workers.workers),
+                                      cost_scope="per device (one worker's model)"))
         tracker.log_metrics(run_id, costs, step=0)
         tracker.log_dict(run_id, cost_records, "cost.json")  # the full records, with the key
         tracking_start = time.perf_counter()
@@ -259,9 +272,13 @@ def _run(spec: TrialSpec, built: tuple[Experiment, Point, SearchSpace], tid: str
 
         from mvit_lab.measure.isolation import device_lock, training
 
-        with training(device_lock(device)):  # each step yields to a co-tenant's measurement
-            result = train(exp, out_dir, resume=resume, callback=on_epoch,
-                           pretrain_callback=on_pretrain_epoch)
+        if workers.multi:  # Ray Train workers; rank 0's epochs come back to on_epoch
+            result = train_on_workers(exp, out_dir, resume=resume, callback=on_epoch,
+                                      workers=workers)
+        else:
+            with training(device_lock(device)):  # each step yields to a co-tenant's measurement
+                result = train(exp, out_dir, resume=resume, callback=on_epoch,
+                               pretrain_callback=on_pretrain_epoch)
         train_seconds = time.perf_counter() - train_start
         # everything but training and measuring: building, counting, tracking, data loading
         overhead = setup + (train_seconds - result.final.get("train_seconds", train_seconds))

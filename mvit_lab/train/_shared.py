@@ -59,9 +59,13 @@ def make_loader(ds: Dataset, batch: int, *, train: bool, workers: int, device: t
     order from ``gen`` (one process) or a ``DistributedSampler`` (one shard per rank)."""
     size, rank = world()
     sampler: Any = None
-    if size > 1:
-        sampler = DistributedSampler(ds, num_replicas=size, rank=rank, shuffle=train, seed=seed,
+    if size > 1 and train:
+        sampler = DistributedSampler(ds, num_replicas=size, rank=rank, shuffle=True, seed=seed,
                                      drop_last=drop_last)
+    elif size > 1:  # evaluation: unpadded shards, so the all-reduced sums are exact
+        from mvit_lab.train.distributed import ShardSampler
+
+        sampler = ShardSampler(len(ds), size, rank)  # type: ignore[arg-type]
     elif train:
         sampler = RandomSampler(ds, generator=gen)  # type: ignore[arg-type]
     extra = dict(persistent_workers=True, prefetch_factor=4,

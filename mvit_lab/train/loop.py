@@ -43,6 +43,17 @@ from mvit_lab.train._shared import (
     world,
 )
 from mvit_lab.train.batch import BatchPrep
+from mvit_lab.train.distributed import (
+    agree,
+    all_sum,
+    check_replicas,
+    gather_rng,
+    is_main,
+    own_rng,
+    rank_seed,
+    set_grad_sync,
+    wrap_model,
+)
 from mvit_lab.train.optim import Stepper, accumulation_steps, build_optimizer, lr_at, set_lr
 
 __all__ = ["TrainResult", "evaluate", "lr_at", "train"]
@@ -91,12 +102,14 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device,
         ds = loader.dataset
         prep = BatchPrep(ds.mean, ds.std, device)  # type: ignore[attr-defined]
     total, loss_sum, top1, top5, top1_shuffled = 0, 0.0, 0, 0, 0
+    first = getattr(loader.sampler, "start", 0)  # a rank's shard: global sample indices
     for x, y in guard(loader):  # each batch a step under the device lock (sweeps)
         x, y = prep.inputs(x), y.to(device)
         with autocast or nullcontext():
             logits = _logits(model, x)
             if shuffle_seed is not None:
-                perms = [time_permutation(x.shape[-3], shuffle_seed, total + i).to(device)
+                perms = [time_permutation(x.shape[-3], shuffle_seed, first + total + i)
+                         .to(device)
                          for i in range(len(y))]
                 shuffled = torch.stack([c.index_select(-3, p) for c, p in zip(x, perms)])
                 top1_shuffled += (_logits(model, shuffled).argmax(-1) == y).sum().item()
@@ -105,6 +118,9 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device,
         top1 += (ranked[:, 0] == y).sum().item()
         top5 += (ranked == y[:, None]).any(-1).sum().item()
         total += len(y)
+    # the whole validation set's sums when each rank evaluated its shard
+    total, loss_sum, top1, top5, top1_shuffled = all_sum(total, loss_sum, top1, top5,
+                                                         top1_shuffled)
     out = dict(loss=loss_sum / total, top1=100.0 * top1 / total, top5=100.0 * top5 / total)
     if shuffle_seed is not None:
         out["top1_shuffled"] = 100.0 * top1_shuffled / total
@@ -138,7 +154,7 @@ def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = 
         from mvit_lab.train._resume import check_resume_recipe
 
         check_resume_recipe(out, exp)
-    if out is not None:  # recorded before pretraining too, so its resume is checked as well
+    if out is not None and is_main():  # recorded before pretraining too (its resume is checked)
         out.mkdir(parents=True, exist_ok=True)
         (out / "experiment.json").write_text(json.dumps(exp.to_dict(), indent=2) + "\n")
     devices, _ = world()
@@ -157,6 +173,9 @@ def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = 
         from mvit_lab.models.mae import load_encoder
 
         load_encoder(model, encoder)  # all but the head and its norm
+    ddp = wrap_model(model, device)  # the training forward: DDP in a multi-worker trial
+    if not is_main():  # ranks > 0: their own drop path and augmentation streams
+        seed_everything(rank_seed(cfg.seed))
     optimizer = build_optimizer(model, cfg, layer_decay=cfg.layer_decay)
     lr, min_lr, start_lr = scaled_lrs(cfg, accum, devices)
     ema = None
@@ -164,7 +183,7 @@ def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = 
         from timm.utils import ModelEmaV3
 
         ema = ModelEmaV3(model, decay=cfg.ema_decay)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(rank_seed(cfg.seed))
     workers = exp.data.num_workers
     train_ds = Repeated(data.train, cfg.repeated_aug) if cfg.repeated_aug > 1 else data.train
     # mixup pairs a batch with its reverse: an odd last batch is dropped
@@ -185,7 +204,8 @@ def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = 
     history: list[dict[str, Any]] = []
     start_epoch = 0
     if out is not None:  # (experiment.json is written above, before pretraining)
-        _write_reports(out, data)
+        if is_main():
+            _write_reports(out, data)
         if resume and (out / CHECKPOINT).is_file():
             state = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)
             model.load_state_dict(state["model"])
@@ -193,11 +213,13 @@ def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = 
             scaler.load_state_dict(state["scaler"])
             if ema is not None and "ema" in state:
                 ema.load_state_dict(state["ema"])
-            gen.set_state(state["data_rng"])
-            restore_rng(state)
+            mine = own_rng(state)  # each rank its own streams
+            gen.set_state(mine["data_rng"])
+            restore_rng(mine)
             history = json.loads(state["history"])
             start_epoch = int(state["epoch"]) + 1
             log.info("resumed %s at epoch %d", out, start_epoch)
+    agree(start_epoch, "the epoch to start from")  # every rank read rank 0's checkpoint
     params = count_params(model_cfg)
     started = time.perf_counter()
     shuffled_seed = data.val_shuffled.seed if data.val_shuffled is not None else None
@@ -205,7 +227,7 @@ def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = 
         epoch_start = time.perf_counter()
         set_epoch(train_loader, epoch)
         model.train()
-        stepper = Stepper(model, optimizer, scaler, cfg.clip_grad, accum)
+        stepper = Stepper(ddp, optimizer, scaler, cfg.clip_grad, accum)
         loss_sum, seen = 0.0, 0
         batches = progress(train_loader, f"epoch {epoch + 1}/{cfg.epochs}", steps_per_epoch)
         for i, (x, y) in enumerate(batches):
@@ -213,8 +235,9 @@ def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = 
             lr_now = lr_at(step, total_steps, warmup_steps, lr, min_lr, start_lr)
             set_lr(optimizer, lr_now)
             x, target = prep.train(x, y)
+            set_grad_sync(ddp, stepper.pending + 1 >= accum or i == steps_per_epoch - 1)
             with autocast():
-                logits = model(x)
+                logits = ddp(x)
             loss = prep.loss(logits.float(), target)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch + 1}, step {i}")
@@ -222,6 +245,7 @@ def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = 
                 ema.update(model)
             loss_sum += loss.item() * len(x)
             seen += len(x)
+        loss_sum, seen = all_sum(loss_sum, seen)  # every rank's shard
         metrics: dict[str, Any] = dict(epoch=epoch + 1, train_loss=loss_sum / seen, lr=lr_now)
         final_epoch = epoch == cfg.epochs - 1
         shuffle = shuffled_seed if cfg.shuffled_eval == "every" or (
@@ -241,8 +265,9 @@ def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = 
                            val_ema_top5=val["top5"])
         metrics["epoch_seconds"] = time.perf_counter() - epoch_start
         history.append(metrics)
-        if out is not None:
-            _save_checkpoint(out, model, optimizer, scaler, gen, epoch, history, ema)
+        ranks_rng = gather_rng(dict(data_rng=gen.get_state(), **rng_state()))
+        if out is not None and is_main():  # rank 0 saves; every rank restores
+            _save_checkpoint(out, model, optimizer, scaler, gen, epoch, history, ema, ranks_rng)
             (out / "metrics.json").write_text(json.dumps(history, indent=2) + "\n")
         if callback is not None:
             callback(dict(metrics))
@@ -250,12 +275,14 @@ def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = 
     final.update(params=params, train_seconds=time.perf_counter() - started,
                  epochs=cfg.epochs, device=str(device), num_classes=data.num_classes,
                  global_batch=cfg.batch_size * accum * devices, accumulation=accum)
+    if devices > 1:  # every replica ends with rank 0's weights, or the run fails
+        final.update(workers=devices, weights_sha256=check_replicas(model))
     if pretrain_history:
         last = pretrain_history[-1]
         final.update(pretrain_loss=last["pretrain_loss"],
                      pretrain_val_loss=last["pretrain_val_loss"],
                      pretrain_epochs=len(pretrain_history), pretrain_seconds=pretrain_seconds)
-    if out is not None:  # again: files that failed while loading are counted now
+    if out is not None and is_main():  # again: files that failed while loading are counted
         _write_reports(out, data)
     return TrainResult(history=history, final=final,
                        data_reports=[r.to_dict() for r in data.reports],
@@ -265,10 +292,13 @@ def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = 
 
 def _save_checkpoint(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
                      scaler: Any, gen: torch.Generator, epoch: int,
-                     history: list[dict[str, Any]], ema: Any = None) -> None:
+                     history: list[dict[str, Any]], ema: Any = None,
+                     ranks_rng: list[dict[str, Any]] | None = None) -> None:
     state = dict(model=model.state_dict(), optimizer=optimizer.state_dict(),
                  scaler=scaler.state_dict(), data_rng=gen.get_state(), epoch=epoch,
                  history=json.dumps(history), **rng_state())
+    if ranks_rng is not None:  # a multi-worker run: each rank's streams
+        state["ranks_rng"] = ranks_rng
     if ema is not None:
         state["ema"] = ema.state_dict()
     atomic_save(state, out / CHECKPOINT)
