@@ -3,8 +3,8 @@ driver, the CLI (``pareto``, ``ladders``, ``measure``) and the dashboards share.
 
 A record is a dict: ``run_id``, ``run_name``, ``status`` (the trial's own status tag:
 finished, pruned, failed, interrupted, running), ``truncated``, ``point``, ``seed``,
-``ladder_step``, ``reason``, ``model`` (the architecture's knobs), every objective, the usual
-cost and accuracy metrics, and the labels of the cost axes (``cost_device``,
+``ladder_step``, ``design_space``, ``reason``, ``model`` (the architecture's knobs), every
+objective, the usual cost and accuracy metrics, and the labels of the cost axes (``cost_device``,
 ``cost_protocol``, ...; see :mod:`mvit_lab.measure.costs`).
 """
 
@@ -47,6 +47,7 @@ def sweep_records(runs: Any, objectives: tuple[Objective, ...]) -> list[dict[str
                    truncated=row.get("tag.truncated") == "true",
                    point=row.get("tag.point"), seed=row.get("tag.seed"),
                    ladder_step=row.get("tag.ladder_step"),
+                   design_space=row.get("tag.design_space"),
                    reason=row.get("tag.reason"))
         rec["model"] = {col[len("param.model."):]: param_value(row[col]) for col in row.index
                         if col.startswith("param.model.") and isinstance(row[col], str)}
