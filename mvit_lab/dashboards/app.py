@@ -309,4 +309,29 @@ def create_app(tracking_uri: str | None = None, experiment: str | None = None,
                     layout.table(comparison_table(info), id=f"ladders-table-{i}")]
         return out
 
+    # -- design spaces: populations compared by their error EDFs ----------------------------
+    design_cache: dict[str, list] = {}
+
+    @app.callback(Output("design-spaces", "children"), Input("state", "data"))
+    @_guard(lambda message: [layout.html.P(message, className="message")])
+    def design_spaces(state: dict | None) -> list:
+        from mvit_lab.dashboards.design import design_view
+        from mvit_lab.plots.design_spaces import plot_design_spaces
+
+        if not state:
+            return []
+        sweep = current(state)
+        if sweep.fingerprint not in design_cache:  # the bootstraps take a second or two
+            view = design_view(sweep)
+            figs = plot_design_spaces(view["analysis"])
+            graphs = [dcc.Graph(id=f"design-{name.replace('.', '-')}", figure=fig,
+                                config=dict(displaylogo=False), style={"height": "440px"})
+                      for name, fig in figs.items()]
+            design_cache.clear()
+            design_cache[sweep.fingerprint] = [
+                layout.html.Div(graphs[:2], className="columns"),
+                layout.table(view["table"], id="design-table"),
+                layout.html.Div(graphs[2:], className="columns")]
+        return design_cache[sweep.fingerprint]
+
     return app

@@ -20,8 +20,8 @@ import numpy as np
 
 from mvit_lab.search import edf as E
 
-__all__ = ["analyse_design_spaces", "error_of", "format_design_table", "knob_feature",
-           "verdicts"]
+__all__ = ["analyse_design_spaces", "design_table", "error_of", "format_design_table",
+           "knob_feature", "verdicts"]
 
 
 def error_of(value: float, sense: str) -> float:
@@ -136,29 +136,39 @@ def _knobs(recs: list[dict[str, Any]], errors: np.ndarray, n: int, seed: int
     return out
 
 
-def format_design_table(analysis: dict[str, Any]) -> str:
-    """The analysis as a markdown table: per space n, min, median, mean error, the
-    normalised-EDF area, and the KS statistic and area difference against the first space
-    with their bootstrap intervals."""
+def design_table(analysis: dict[str, Any]) -> dict[str, Any]:
+    """The analysis as a table (``title``, ``columns``, ``rows`` of strings, ``note``): per
+    space n, min, median, mean error, the normalised-EDF area, and the KS statistic and the
+    area difference against the first space with their bootstrap intervals."""
     cpx = analysis["complexity"]
     norm = f"normalised to {analysis['reference']} ({cpx}, {analysis['bins']} log bins)" \
         if analysis["normalised"] else "not normalised (a trial lacks " + cpx + ")"
-    lines = [
-        f"error = {'100 - ' if analysis['sense'] == 'max' else ''}{analysis['metric']}; EDFs "
-        f"{norm}; area over errors [{analysis['lo']:.2f}, {analysis['hi']:.2f}]; 95% intervals "
-        f"from {analysis['bootstraps']} bootstraps",
-        "",
-        f"| space | n | min | median | mean | nEDF area | KS vs {analysis['first']} "
-        f"| area − {analysis['first']} |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    first = analysis["first"]
+    rows = []
     for s in analysis["spaces"]:
         c = s["vs_first"]
         ks = "—" if c is None else f"{c.ks:.2f} [{c.ks_low:.2f}, {c.ks_high:.2f}]"
         da = "—" if c is None else (f"{c.area_diff:+.3f} [{c.area_low:+.3f}, "
                                     f"{c.area_high:+.3f}]")
-        lines.append(f"| {s['name']} | {s['n']} | {s['min']:.2f} | {s['median']:.2f} | "
-                     f"{s['mean']:.2f} | {s['area']:.3f} | {ks} | {da} |")
+        rows.append([s["name"], str(s["n"]), f"{s['min']:.2f}", f"{s['median']:.2f}",
+                     f"{s['mean']:.2f}", f"{s['area']:.3f}", ks, da])
+    return dict(
+        title=f"Design spaces: error = {'100 - ' if analysis['sense'] == 'max' else ''}"
+              f"{analysis['metric']}",
+        columns=["space", "n", "min", "median", "mean", "nEDF area", f"KS vs {first}",
+                 f"area − {first}"],
+        rows=rows,
+        note=f"EDFs {norm}; area over errors [{analysis['lo']:.2f}, {analysis['hi']:.2f}] "
+             f"(1: every model at the lowest error; larger is better); 95% intervals from "
+             f"{analysis['bootstraps']} bootstraps of both populations")
+
+
+def format_design_table(analysis: dict[str, Any]) -> str:
+    """:func:`design_table` as markdown, its note first."""
+    t = design_table(analysis)
+    lines = [t["note"], "", "| " + " | ".join(t["columns"]) + " |",
+             "|" + "---|" * len(t["columns"])]
+    lines += ["| " + " | ".join(row) + " |" for row in t["rows"]]
     return "\n".join(lines)
 
 
