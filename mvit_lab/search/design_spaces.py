@@ -28,7 +28,7 @@ from typing import Any
 from mvit_lab.config import ArchConfig
 from mvit_lab.search.space import Distribution, Point, SearchSpace, resolve_point
 
-__all__ = ["Cost", "sample_design_points"]
+__all__ = ["Cost", "interleave", "sample_design_points"]
 
 log = logging.getLogger(__name__)
 
@@ -131,4 +131,17 @@ def sample_design_points(space: SearchSpace, model_base: ArchConfig, samples: in
         log.info("design space %s: %d points in the band from %d draws (%d unbuildable)",
                  name, samples, draws, unbuildable)
         out.extend(kept.values())
+    return out
+
+
+def interleave(points: list[Point]) -> list[Point]:
+    """The spaces' points taken in turn (the first of each space, then the second, ...): the
+    order trials start in, so a sweep stopped early (a time budget, Ctrl-C) still holds
+    populations of every space, of about the same size."""
+    by_space: dict[str | None, list[Point]] = {}
+    for p in points:
+        by_space.setdefault(p.space, []).append(p)
+    out = []
+    for i in range(max((len(v) for v in by_space.values()), default=0)):
+        out += [v[i] for v in by_space.values() if i < len(v)]
     return out

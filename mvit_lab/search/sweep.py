@@ -748,7 +748,10 @@ def _param_space(sweep: SweepConfig, spec: dict[str, Any]) -> dict[str, Any]:
         space["point_index"] = tune.grid_search(list(range(len(sweep.space.points()))))
         space["seed"] = tune.grid_search(list(sweep.seeds))
     elif sweep.space.mode == "design_spaces":
-        space["point"] = tune.grid_search([dataclasses.asdict(p) for p in sweep.points])
+        from mvit_lab.search.design_spaces import interleave
+
+        space["point"] = tune.grid_search([dataclasses.asdict(p)
+                                           for p in interleave(list(sweep.points))])
         space["seed"] = tune.grid_search(list(sweep.seeds))
     else:
         space.update(_optuna_param_space(sweep.space))

@@ -6,6 +6,7 @@ import pytest
 import yaml
 from browser import chrome, console_errors, serve, wait_for
 from dashboard_store import TINY, write_sweep
+from test_browser import chromium  # noqa: F401  (the session's Chromium, or a skip)
 
 from mvit_lab.dashboards.data import DataError, load_sweep
 from mvit_lab.dashboards.design import design_view
@@ -87,7 +88,8 @@ def test_analyse_prints_the_table_and_writes_the_figures(design_store, tmp_path,
 
 
 @pytest.mark.slow
-def test_design_spaces_tab_in_chromium(design_store, chromium):
+@pytest.mark.usefixtures("chromium")
+def test_design_spaces_tab_in_chromium(design_store):
     from mvit_lab.dashboards import create_app
 
     with serve(create_app(design_store["uri"], "design", refresh_s=2)) as url, \

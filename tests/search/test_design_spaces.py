@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from mvit_lab import get_config
-from mvit_lab.search.design_spaces import sample_design_points
+from mvit_lab.search.design_spaces import interleave, sample_design_points
 from mvit_lab.search.space import parse_space, resolve_point
 from mvit_lab.search.trial import trial_id
 
@@ -119,3 +119,11 @@ def test_bad_design_spaces_name_the_entry(tree, message):
 def test_a_band_outside_design_spaces_is_refused():
     with pytest.raises(ValueError, match="search.band: only a design_spaces search"):
         parse_space({"grid": {"pool_mode": ["max"]}, "band": {"gflops": {"max": 1}}})
+
+
+def test_trials_start_with_the_spaces_in_turn():
+    space = parse_space(_tree())
+    points = sample_design_points(space, get_config("mvitv2_t"), 3, cost=fake_cost)
+    order = interleave(points)
+    assert [p.space for p in order] == ["a", "b"] * 3
+    assert sorted(order, key=points.index) == points
