@@ -1,7 +1,7 @@
 """The live dashboard: a Dash app over an MLflow store, refreshed without reloading the page.
 
 A ``dcc.Interval`` ticks every ``refresh_s`` seconds; each tick reads the experiments and the
-chosen sweep (one MLflow search per experiment, see :class:`StoreReader`) and compares the
+chosen sweep (only the runs that changed, see :class:`StoreReader`) and compares the
 sweep's fingerprint (its runs, statuses and metrics) with the last one. Only when it changed
 are the figures and tables rebuilt, so an idle page costs a few small queries and zooming or
 hovering a figure is never interrupted.
