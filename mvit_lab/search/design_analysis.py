@@ -20,6 +20,8 @@ import numpy as np
 
 from mvit_lab.search import edf as E
 
+MIN_N = 5  # models per space before a verdict is given
+
 __all__ = ["analyse_design_spaces", "design_table", "error_of", "format_design_table",
            "knob_feature", "verdicts"]
 
@@ -177,9 +179,14 @@ def verdicts(analysis: dict[str, Any]) -> list[str]:
     difference's interval contains 0)."""
     out = []
     first = analysis["first"]
+    n_first = analysis["spaces"][0]["n"]
     for s in analysis["spaces"]:
         c = s["vs_first"]
         if c is None:
+            continue
+        if min(n_first, s["n"]) < MIN_N:  # a bootstrap of a handful of models says nothing
+            out.append(f"{s['name']} vs {first}: not compared, {s['n']} and {n_first} "
+                       f"finished models (at least {MIN_N} each)")
             continue
         if c.area_low > 0:
             word = "better than"

@@ -110,3 +110,12 @@ def test_design_spaces_tab_in_chromium(design_store):
         assert driver.find_elements("id", "design-knob-embed_dim")
         assert console_errors(driver) == []
         assert "Traceback" not in driver.page_source
+
+
+def test_no_verdict_from_a_handful_of_models():
+    from mvit_lab.search.design_analysis import analyse_design_spaces, verdicts
+
+    recs = [dict(status="finished", design_space=sp, val_top1=v, gflops=0.02, model={})
+            for sp, v in (("a", 10.0), ("a", 11.0), ("b", 50.0), ("b", 52.0))]
+    (line,) = verdicts(analyse_design_spaces(recs, bootstraps=50))
+    assert line == "b vs a: not compared, 2 and 2 finished models (at least 5 each)"
