@@ -277,8 +277,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     sweep = parse_sweep(exp)  # every key checked before Ray starts
     if args.print_config:
         return _print_config(exp)
-    n = len(sweep.space.points()) * len(sweep.seeds) if sweep.space.mode != "params" else \
-        sweep.samples
+    n = sweep.total
     print(f"sweep {exp.name}: {n} trials ({sweep.algorithm}), objectives "
           + ", ".join(f"{o.name} {o.sense}" for o in sweep.objectives)
           + (f"; {sweep.workers.workers} workers per trial" if sweep.workers.multi else "")
@@ -374,6 +373,53 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     print(cost_summary([r for r in records if r["status"] == "finished"]))
     print(_table(_front_rows(front, list(objectives)), ["rank", "point", "seed", *names,
                                                          *extra]))
+    return 0
+
+
+def cmd_analyse(args: argparse.Namespace) -> int:
+    from mvit_lab.experiment import check_objectives, load_experiment
+    from mvit_lab.search.design_analysis import (
+        analyse_design_spaces,
+        format_design_table,
+        verdicts,
+    )
+    from mvit_lab.search.records import sweep_records
+    from mvit_lab.search.sweep import parse_sweep
+
+    exp = load_experiment(args.experiment, args.set)
+    sweep = parse_sweep(exp)
+    if sweep.space.mode != "design_spaces":
+        raise ValueError(f"{args.experiment}: its search space is a {sweep.space.mode}, not "
+                         "design_spaces (see search_spaces/design_spaces_ladder.yaml)")
+    objective = check_objectives([args.metric], "--metric", [args.metric])[0] \
+        if args.metric else sweep.objectives[0]
+    runs = _sweep_runs(args.experiment, sweep)
+    if "parent_run_id" in runs:
+        runs = runs[runs["parent_run_id"].notna()]
+    analysis = analyse_design_spaces(
+        sweep_records(runs, (objective,)), metric=objective.name, sense=objective.sense,
+        reference=args.reference, bins=args.bins, bootstraps=args.bootstraps,
+        order=list(sweep.space.spaces))
+    table = format_design_table(analysis)
+    print(table)
+    for line in verdicts(analysis):
+        print(line)
+    from pathlib import Path
+
+    from mvit_lab.plots.design_spaces import plot_design_spaces
+
+    out = Path(args.out or f"runs/analyse/{exp.name}")
+    out.mkdir(parents=True, exist_ok=True)
+    figs = plot_design_spaces(analysis)
+    parts = [fig.to_html(full_html=False, include_plotlyjs=i == 0)  # plotly.js inlined once
+             for i, fig in enumerate(figs.values())]
+    (out / "design_spaces.html").write_text(
+        "<html><head><meta charset='utf-8'><title>design spaces: " + exp.name
+        + "</title></head><body>" + "".join(parts) + "</body></html>")
+    (out / "design_spaces.md").write_text(table + "\n\n" + "\n".join(verdicts(analysis))
+                                          + "\n")
+    print(f"wrote {out / 'design_spaces.html'} ({len(figs)} figures, self-contained) and "
+          f"{out / 'design_spaces.md'}")
     return 0
 
 
@@ -586,6 +632,21 @@ def _parser() -> argparse.ArgumentParser:
                    help="other objectives than the experiment's, e.g. val_top1:max gflops:min")
     p.add_argument("--json", action="store_true", help="one JSON list of the front's trials")
     p.set_defaults(func=cmd_pareto)
+    p = sub.add_parser("analyse", help="compare a design_spaces sweep's populations: error "
+                       "EDFs, normalised EDFs, KS with bootstrap intervals, good ranges")
+    p.add_argument("experiment", help="the design_spaces sweep's experiment YAML file")
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
+    p.add_argument("--metric", metavar="NAME:max|min",
+                   help="the metric whose error is compared (default: the first objective)")
+    p.add_argument("--reference", metavar="SPACE", help="normalise to this space's GFLOPs "
+                   "distribution (default: all spaces pooled)")
+    p.add_argument("--bins", type=int, default=None,
+                   help="log-GFLOPs bins for the normalisation (default: sqrt of the smallest n)")
+    p.add_argument("--bootstraps", type=int, default=2000,
+                   help="resamples for the KS and area intervals (default: 2000)")
+    p.add_argument("--out", metavar="DIR",
+                   help="where the figures go (default: runs/analyse/<name>)")
+    p.set_defaults(func=cmd_analyse)
     p = sub.add_parser("dashboard", help="browse sweeps live: Pareto fronts, runs, tables "
                        "(a Dash app reading MLflow); --export writes a static HTML report")
     p.add_argument("--tracking-uri", help="the MLflow store (default: ./mlruns.db)")

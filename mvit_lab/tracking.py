@@ -47,12 +47,15 @@ __all__ = [
     "Tracker",
     "default_tracking_uri",
     "ensure_experiment",
+    "flat_rows",
     "flatten_params",
+    "frame_from_rows",
     "list_experiments",
     "metric_history",
     "parent_runs_named",
     "resolve_tracking_uri",
     "run_url",
+    "runs_cache",
     "runs_dataframe",
     "sqlite_path",
     "store_lock",
@@ -558,31 +561,66 @@ def runs_dataframe(
     ``tag.<name>``, ``param.<name>`` and ``metric.<name>`` (the value at the latest step), each
     group sorted. ``frame.attrs["experiment_id"]`` holds the experiment's id.
     """
-    client = MlflowClient(resolve_tracking_uri(tracking_uri))
+    uri = resolve_tracking_uri(tracking_uri)
+    client = MlflowClient(uri)
     experiment_id = _get_experiment_id(client, experiment_name)
+    return frame_from_rows(_read_rows(client, uri, experiment_id, parent_run_id),
+                           experiment_id)
+
+
+def _read_rows(client: MlflowClient, uri: str, experiment_id: str,
+               parent_run_id: str | None = None) -> list[dict[str, Any]]:
+    """The experiment's active runs as plain rows (see ``_store_read.sqlite_rows``): a
+    SQLite store in four SQL queries, any other through ``search_runs``."""
+    from mvit_lab._store_read import sqlite_rows
+
+    path = sqlite_path(uri)
+    if path is not None:
+        where, args = "", []
+        if parent_run_id is not None:
+            where = ("r.run_uuid IN (SELECT run_uuid FROM tags WHERE key = ? AND value = ?)")
+            args = [PARENT_TAG, parent_run_id]
+        return sqlite_rows(path, experiment_id, where, args)
     filter_string = ""
     if parent_run_id is not None:
         filter_string = f"tags.`{PARENT_TAG}` = {_filter_literal(parent_run_id, 'parent_run_id')}"
-    rows = []
-    for run in _search(client, experiment_id, filter_string):
-        info, data = run.info, run.data
+    return [dict(run_id=run.info.run_id, run_name=run.info.run_name, status=run.info.status,
+                 start_time=run.info.start_time, end_time=run.info.end_time,
+                 tags=dict(run.data.tags), params=dict(run.data.params),
+                 metrics=dict(run.data.metrics))
+            for run in _search(client, experiment_id, filter_string)]
+
+
+def flat_rows(rows: Collection[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Plain run rows as the :func:`runs_dataframe` frame's rows (``tag.*``, ``param.*``,
+    ``metric.*`` keys), without building the frame: what a reader of a few changed runs
+    needs."""
+    out = []
+    for r in rows:
         row: dict[str, Any] = {
-            "run_id": info.run_id,
-            "run_name": info.run_name,
-            "status": info.status,
-            "parent_run_id": data.tags.get(PARENT_TAG),
-            "start_time": _timestamp(info.start_time),
+            "run_id": r["run_id"],
+            "run_name": r["run_name"],
+            "status": r["status"],
+            "parent_run_id": r["tags"].get(PARENT_TAG),
+            "start_time": _timestamp(r["start_time"]),
             # a resumed run keeps its previous end_time in MLflow; it has not ended
-            "end_time": _timestamp(None if info.status == "RUNNING" else info.end_time),
+            "end_time": _timestamp(None if r["status"] == "RUNNING" else r["end_time"]),
         }
-        row.update({f"tag.{k}": v for k, v in data.tags.items()})
-        row.update({f"param.{k}": v for k, v in data.params.items()})
-        row.update({f"metric.{k}": v for k, v in data.metrics.items()})
-        rows.append(row)
-    if not rows:
+        # each group sorted by name, as the frame's columns are
+        row.update({f"tag.{k}": r["tags"][k] for k in sorted(r["tags"])})
+        row.update({f"param.{k}": r["params"][k] for k in sorted(r["params"])})
+        row.update({f"metric.{k}": r["metrics"][k] for k in sorted(r["metrics"])})
+        out.append(row)
+    return out
+
+
+def frame_from_rows(rows: Collection[dict[str, Any]], experiment_id: str) -> pd.DataFrame:
+    """Plain run rows as the :func:`runs_dataframe` frame."""
+    out = flat_rows(rows)
+    if not out:
         frame = pd.DataFrame(columns=list(RUN_COLUMNS))
     else:
-        frame = pd.DataFrame(rows)
+        frame = pd.DataFrame(out)
         extra = sorted(
             (c for c in frame.columns if c not in RUN_COLUMNS),
             key=lambda c: (("tag.", "param.", "metric.").index(c.split(".", 1)[0] + "."), c),
@@ -590,6 +628,19 @@ def runs_dataframe(
         frame = frame[list(RUN_COLUMNS) + extra]
     frame.attrs["experiment_id"] = experiment_id
     return frame
+
+
+def runs_cache(tracking_uri: str, experiment_name: str, full_every_s: float = 300.0) -> Any:
+    """A :class:`mvit_lab._store_read.RunsCache` of the experiment: its runs as rows,
+    refreshed incrementally by ``refresh()`` (see that module); ``frame_from_rows`` turns
+    the rows into the :func:`runs_dataframe` frame."""
+    from mvit_lab._store_read import RunsCache
+
+    uri = resolve_tracking_uri(tracking_uri)
+    client = MlflowClient(uri)
+    experiment_id = _get_experiment_id(client, experiment_name)
+    return RunsCache(sqlite_path(uri), experiment_id,
+                     lambda: _read_rows(client, uri, experiment_id), full_every_s)
 
 
 def parent_runs_named(tracking_uri: str, experiment_name: str, run_name: str) -> list[Run]:

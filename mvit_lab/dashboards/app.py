@@ -1,7 +1,7 @@
 """The live dashboard: a Dash app over an MLflow store, refreshed without reloading the page.
 
 A ``dcc.Interval`` ticks every ``refresh_s`` seconds; each tick reads the experiments and the
-chosen sweep (one MLflow search per experiment, see :class:`StoreReader`) and compares the
+chosen sweep (only the runs that changed, see :class:`StoreReader`) and compares the
 sweep's fingerprint (its runs, statuses and metrics) with the last one. Only when it changed
 are the figures and tables rebuilt, so an idle page costs a few small queries and zooming or
 hovering a figure is never interrupted.
@@ -314,4 +314,29 @@ def create_app(tracking_uri: str | None = None, experiment: str | None = None,
 
     # -- issue 18: recipe, trials, curves, importance, sweeps side by side -----------------------
     explain.register(app, reader, current, _guard, _empty_figure)
+    # -- design spaces: populations compared by their error EDFs ----------------------------
+    design_cache: dict[str, list] = {}
+
+    @app.callback(Output("design-spaces", "children"), Input("state", "data"))
+    @_guard(lambda message: [layout.html.P(message, className="message")])
+    def design_spaces(state: dict | None) -> list:
+        from mvit_lab.dashboards.design import design_view
+        from mvit_lab.plots.design_spaces import plot_design_spaces
+
+        if not state:
+            return []
+        sweep = current(state)
+        if sweep.fingerprint not in design_cache:  # the bootstraps take a second or two
+            view = design_view(sweep)
+            figs = plot_design_spaces(view["analysis"])
+            graphs = [dcc.Graph(id=f"design-{name.replace('.', '-')}", figure=fig,
+                                config=dict(displaylogo=False), style={"height": "440px"})
+                      for name, fig in figs.items()]
+            design_cache.clear()
+            design_cache[sweep.fingerprint] = [
+                layout.html.Div(graphs[:2], className="columns"),
+                layout.table(view["table"], id="design-table"),
+                layout.html.Div(graphs[2:], className="columns")]
+        return design_cache[sweep.fingerprint]
+
     return app

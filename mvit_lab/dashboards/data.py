@@ -13,6 +13,7 @@ Problems a user can cause (no store, an empty experiment, a missing metric) rais
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -160,7 +161,7 @@ def _sweep_rows(runs: pd.DataFrame) -> list[dict[str, Any]]:
                   reverse=True)
 
 
-def _status(row: pd.Series) -> str:
+def _status(row: pd.Series | dict[str, Any]) -> str:
     tag = _text(row.get("tag.status"))
     return tag or _MLFLOW_STATUS.get(row.get("status"), str(row.get("status")).lower())
 
@@ -329,22 +330,24 @@ def _base(parent: dict[str, str], search_dirs: Sequence[Path],
     return cfg.to_dict(), source
 
 
-def _trial_records(trials: pd.DataFrame, objectives: tuple[Objective, ...],
+def _trial_records(trials: pd.DataFrame | list[dict[str, Any]],
+                   objectives: tuple[Objective, ...],
                    base: dict[str, Any] | None) -> list[dict[str, Any]]:
-    records = sweep_records(trials, objectives)
-    for rec, (_, row) in zip(records, trials.iterrows()):
+    """The records of ``trials``: a runs frame, or its rows as dicts (``flat_rows``)."""
+    rows = trials.to_dict("records") if isinstance(trials, pd.DataFrame) else trials
+    records = sweep_records(rows, objectives)
+    for rec, row in zip(records, rows):
         rec["status"] = _status(row)
-        for key in ("run_name", "point", "seed", "ladder_step", "reason"):
+        for key in ("run_name", "point", "seed", "ladder_step", "design_space", "reason"):
             rec[key] = _text(rec.get(key))
-        params = {c[len("param."):]: row[c] for c in row.index
-                  if c.startswith("param.") and isinstance(row[c], str)}
+        params = {c[len("param."):]: v for c, v in row.items()
+                  if c.startswith("param.") and isinstance(v, str)}
         rec["config"] = _unflatten(params, "")
         rec["train"] = rec["config"].get("train") or {}
         rec["trial_id"] = _text(row.get("tag.trial_id"))
         rec["start_time"] = row.get("start_time")
         names = []
-        for col in row.index:
-            value = row[col]
+        for col, value in row.items():
             if col.startswith("metric.") and isinstance(value, (int, float)) \
                     and math.isfinite(value):
                 name = col[len("metric."):]
@@ -357,11 +360,12 @@ def _trial_records(trials: pd.DataFrame, objectives: tuple[Objective, ...],
 
 def load_sweep(uri: str, experiment: str, parent_run_id: str | None = None,
                search_dirs: Sequence[Path] | None = None,
-               runs: pd.DataFrame | None = None) -> Sweep:
+               runs: pd.DataFrame | None = None, fingerprint: str | None = None) -> Sweep:
     """A sweep of ``experiment`` (the newest if ``parent_run_id`` is None) read back.
 
     ``search_dirs``: where to look for a search space file the sweep names by a relative path
-    (default: the working directory and its ``experiments/``).
+    (default: the working directory and its ``experiments/``). ``fingerprint``: the caller's
+    own (hashing every row of a large sweep takes seconds).
     """
     if search_dirs is None:
         search_dirs = [Path.cwd() / "experiments", Path.cwd()]
@@ -405,56 +409,175 @@ def load_sweep(uri: str, experiment: str, parent_run_id: str | None = None,
                  parent_run_id=parent_run_id, name=chosen["name"], mode=mode,
                  objectives=objectives, base=base, base_source=base_source,
                  records=_trial_records(trials, objectives, base), counts=_counts(trials),
-                 fingerprint=_fingerprint(_sweep_frame(runs, parent_run_id)), sweeps=sweeps,
+                 fingerprint=fingerprint or _fingerprint(_sweep_frame(runs, parent_run_id)),
+                 sweeps=sweeps,
                  parent_status=parent_status)
 
 
-class StoreReader:
-    """Reads a store for the live dashboard, re-reading only what changed.
+def _counts_of(records: Iterable[dict[str, Any]]) -> dict[str, int]:
+    counts = dict.fromkeys(STATUSES[:4], 0)
+    for rec in records:
+        counts[rec["status"]] = counts.get(rec["status"], 0) + 1
+    return counts
 
-    Each call queries the runs of one experiment (one MLflow search, reused for
-    ``max_age_s``); a sweep's records, base architecture and everything built from them are
-    rebuilt only when the sweep's fingerprint (runs, statuses, metrics) changes.
+
+def _row_status(row: dict[str, Any]) -> str:
+    tag = _text(row["tags"].get("status"))
+    return tag or _MLFLOW_STATUS.get(row["status"], str(row["status"]).lower())
+
+
+def _ts(ms: Any) -> pd.Timestamp:
+    return pd.NaT if ms is None else pd.Timestamp(ms, unit="ms", tz="UTC")
+
+
+def _mini_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """What ``_sweep_rows`` needs of every run, without the params and metrics."""
+    from mvit_lab.tracking import PARENT_TAG
+
+    return pd.DataFrame(
+        [dict(run_id=r["run_id"], run_name=r["run_name"], start_time=_ts(r["start_time"]),
+              parent_run_id=r["tags"].get(PARENT_TAG), **{"tag.trial_id": r["tags"].get(
+                  "trial_id")}) for r in rows],
+        columns=["run_id", "run_name", "start_time", "parent_run_id", "tag.trial_id"])
+
+
+class StoreReader:
+    """Reads a store for the live dashboard, incrementally and narrowly.
+
+    Each experiment's runs are kept as rows (:func:`mvit_lab.tracking.runs_cache`): a refresh
+    (at most every ``max_age_s``) asks the store whether anything started, ended, logged or
+    runs, and re-reads only those runs. A sweep's records are rebuilt only for the runs that
+    changed since it was last built; the overview's counts only for experiments that changed.
+    ``runs()`` builds the full frame only when asked for it.
     """
 
     def __init__(self, uri: str, search_dirs: Sequence[Path] | None = None,
-                 max_age_s: float = 1.0) -> None:
+                 max_age_s: float = 1.0, full_every_s: float = 300.0) -> None:
         from mvit_lab.tracking import resolve_tracking_uri
 
         self.uri = resolve_tracking_uri(uri)
         self.search_dirs = search_dirs
         self.max_age_s = max_age_s
-        self._lock = threading.Lock()
-        self._runs: dict[str, tuple[float, pd.DataFrame]] = {}
-        self._sweeps: dict[tuple[str, str | None], Sweep] = {}
-        self.reads = 0  # MLflow searches made, for tests and the status line
+        self.full_every_s = full_every_s
+        self._lock = threading.RLock()
+        self._caches: dict[str, Any] = {}
+        self._checked: dict[str, float] = {}
+        self._frames: dict[str, tuple[int, pd.DataFrame]] = {}
+        self._minis: dict[str, tuple[int, pd.DataFrame]] = {}
+        self._overview: dict[str, tuple[int, dict[str, Any] | None]] = {}
+        self._sweeps: dict[tuple[str, str | None], tuple[int, Sweep]] = {}
+        self.reads = 0  # store refreshes made, for tests and the status line
+
+    def _cache(self, experiment: str) -> Any:
+        from mvit_lab.tracking import runs_cache
+
+        with self._lock:
+            cache = self._caches.get(experiment)
+            try:
+                if cache is None:
+                    cache = self._caches[experiment] = runs_cache(self.uri, experiment,
+                                                                  self.full_every_s)
+                now = time.monotonic()
+                if now - self._checked.get(experiment, -math.inf) >= self.max_age_s:
+                    cache.refresh()
+                    self._checked[experiment] = now
+                    self.reads += 1
+            except ValueError as err:
+                raise DataError(str(err)) from err
+            except Exception as err:  # an unreachable server, a broken database
+                raise DataError(f"cannot read experiment {experiment!r} from {self.uri}: "
+                                f"{_first_line(err)}") from err
+            return cache
 
     def runs(self, experiment: str) -> pd.DataFrame:
+        """Every run of ``experiment`` as the :func:`mvit_lab.tracking.runs_dataframe`
+        frame (built again only when a run changed)."""
+        from mvit_lab.tracking import frame_from_rows
+
         with self._lock:
-            cached = self._runs.get(experiment)
-            if cached and time.monotonic() - cached[0] < self.max_age_s:
-                return cached[1]
-        frame = _read_runs(self.uri, experiment)
-        with self._lock:
-            self.reads += 1
-            self._runs[experiment] = (time.monotonic(), frame)
-        return frame
+            cache = self._cache(experiment)
+            cached = self._frames.get(experiment)
+            if cached is None or cached[0] != cache.version:
+                cached = (cache.version, frame_from_rows(list(cache.rows.values()),
+                                                         cache.experiment_id))
+                self._frames[experiment] = cached
+            return cached[1]
+
+    def _mini(self, experiment: str, cache: Any) -> pd.DataFrame:
+        cached = self._minis.get(experiment)
+        if cached is None or cached[0] != cache.version:
+            cached = (cache.version, _mini_frame(cache.rows.values()))
+            self._minis[experiment] = cached
+        return cached[1]
 
     def overview(self) -> list[dict[str, Any]]:
-        return overview(self.uri, self.runs)
+        """:func:`overview` of the store, each experiment's row rebuilt only when it changed."""
+        from mvit_lab.tracking import PARENT_TAG
+
+        out = []
+        for exp in _experiments(self.uri):
+            with self._lock:
+                cache = self._cache(exp["name"])
+                cached = self._overview.get(exp["name"])
+                if cached is None or cached[0] != cache.version:
+                    row = None
+                    if cache.rows:
+                        trials = [r for r in cache.rows.values() if r["tags"].get(PARENT_TAG)]
+                        row = dict(name=exp["name"], experiment_id=exp["experiment_id"],
+                                   sweeps=len(_sweep_rows(self._mini(exp["name"], cache))),
+                                   trials=len(trials),
+                                   counts=_counts_of(dict(status=_row_status(r))
+                                                     for r in trials),
+                                   last_start=_ts(max(r["start_time"] or 0
+                                                      for r in cache.rows.values())))
+                    cached = (cache.version, row)
+                    self._overview[exp["name"]] = cached
+            if cached[1] is not None:
+                out.append(cached[1])
+        return out
 
     def sweep(self, experiment: str, parent_run_id: str | None = None) -> Sweep:
-        runs = self.runs(experiment)
-        if parent_run_id is None:
-            sweeps = _sweep_rows(runs)
-            parent_run_id = sweeps[0]["run_id"] if sweeps else None
-        key = (experiment, parent_run_id)
-        cached = self._sweeps.get(key)
-        if cached is not None and len(runs) \
-                and cached.fingerprint == _fingerprint(_sweep_frame(runs, parent_run_id)) \
-                and len(cached.sweeps) == len(_sweep_rows(runs)):
-            return cached
-        sweep = load_sweep(self.uri, experiment, parent_run_id, self.search_dirs, runs)
+        """A sweep of ``experiment`` (the newest if ``parent_run_id`` is None), its records
+        rebuilt only for the runs that changed since the last call."""
+        from mvit_lab.tracking import PARENT_TAG, flat_rows, frame_from_rows
+
         with self._lock:
-            self._sweeps[key] = sweep
-        return sweep
+            cache = self._cache(experiment)
+            sweeps = _sweep_rows(self._mini(experiment, cache))
+            if parent_run_id is None:
+                parent_run_id = sweeps[0]["run_id"] if sweeps else None
+            key = (experiment, parent_run_id)
+            cached = self._sweeps.get(key)
+            if cached is not None and cached[0] == cache.version \
+                    and len(cached[1].sweeps) == len(sweeps):
+                return cached[1]
+            mine = [r for r in cache.rows.values() if r["run_id"] == parent_run_id
+                    or r["tags"].get(PARENT_TAG) == parent_run_id]
+            touched = set() if cached is None else {
+                k for k, v in cache.touched.items() if v > cached[0]}
+            fingerprint = hashlib.sha1(
+                f"{experiment}|{parent_run_id}|{cache.version}|{id(cache)}".encode()
+            ).hexdigest()[:16]
+            if cached is None or parent_run_id in touched or not sweeps:
+                others = [r for r in cache.rows.values() if not r["tags"].get(PARENT_TAG)
+                          and r["run_id"] != parent_run_id]
+                sweep = load_sweep(self.uri, experiment, parent_run_id, self.search_dirs,
+                                   frame_from_rows(others + mine, cache.experiment_id),
+                                   fingerprint=fingerprint)
+                sweep = dataclasses.replace(sweep, sweeps=sweeps)
+            else:
+                old = cached[1]
+                ids = {r["run_id"] for r in mine} - {parent_run_id}
+                if not touched & (ids | {rec["run_id"] for rec in old.records}):
+                    sweep = dataclasses.replace(old, sweeps=sweeps)
+                else:
+                    by_id = {rec["run_id"]: rec for rec in old.records if rec["run_id"] in ids}
+                    redo = [r for r in mine if r["run_id"] in touched and r["run_id"] in ids]
+                    for rec in _trial_records(flat_rows(redo), old.objectives, old.base):
+                        by_id[rec["run_id"]] = rec
+                    records = [by_id[r["run_id"]] for r in mine if r["run_id"] in by_id]
+                    sweep = dataclasses.replace(old, records=records,
+                                                counts=_counts_of(records),
+                                                fingerprint=fingerprint, sweeps=sweeps)
+            self._sweeps[key] = (cache.version, sweep)
+            return sweep

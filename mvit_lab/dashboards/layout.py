@@ -1,6 +1,7 @@
 """The dashboard's pages as Dash component trees: the header, the experiments table, the sweep
-picker, and four tabs (Pareto fronts with the run panel, parallel coordinates, tables, and
-ladders of the same steps side by side across experiments, e.g. from scratch and with MAE).
+picker, and the tabs (Pareto fronts with the run panel, parallel coordinates, tables,
+ladders of the same steps side by side across experiments, e.g. from scratch and with MAE,
+and a design_spaces sweep's populations compared by their error EDFs).
 
 Only layout lives here; :mod:`mvit_lab.dashboards.app` fills it from the store.
 """
@@ -119,6 +120,8 @@ def page(uri: str, refresh_s: float, views: int = 2) -> html.Div:
             dcc.Tab(label="Ladders side by side", value="ladders",
                     children=html.Div(id="ladders")),
             *explain.tabs(),
+            dcc.Tab(label="Design spaces", value="design",
+                    children=html.Div(id="design-spaces")),
         ]),
     ], className="page")
 

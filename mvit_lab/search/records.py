@@ -3,8 +3,8 @@ driver, the CLI (``pareto``, ``ladders``, ``measure``) and the dashboards share.
 
 A record is a dict: ``run_id``, ``run_name``, ``status`` (the trial's own status tag:
 finished, pruned, failed, interrupted, running), ``truncated``, ``point``, ``seed``,
-``ladder_step``, ``reason``, ``model`` (the architecture's knobs), every objective, the usual
-cost and accuracy metrics, and the labels of the cost axes (``cost_device``,
+``ladder_step``, ``design_space``, ``reason``, ``model`` (the architecture's knobs), every
+objective, the usual cost and accuracy metrics, and the labels of the cost axes (``cost_device``,
 ``cost_protocol``, ...; see :mod:`mvit_lab.measure.costs`).
 """
 
@@ -38,18 +38,26 @@ def param_value(text: str) -> Any:
         return text
 
 
+def _rows(runs: Any) -> list[dict[str, Any]]:
+    """A runs frame's rows as dicts (much faster than ``iterrows``), or rows as they are."""
+    return runs.to_dict("records") if hasattr(runs, "to_dict") else list(runs)
+
+
 def sweep_records(runs: Any, objectives: tuple[Objective, ...]) -> list[dict[str, Any]]:
-    """One record per trial run of ``runs`` (a :func:`mvit_lab.tracking.runs_dataframe`)."""
+    """One record per trial run of ``runs`` (a :func:`mvit_lab.tracking.runs_dataframe`, or
+    its rows as dicts: :func:`mvit_lab.tracking.flat_rows`)."""
     out = []
-    for _, row in runs.iterrows():
+    for row in _rows(runs):
         status = row.get("tag.status") or row.get("status", "").lower()
         rec = dict(run_id=row["run_id"], run_name=row.get("run_name"), status=status,
                    truncated=row.get("tag.truncated") == "true",
                    point=row.get("tag.point"), seed=row.get("tag.seed"),
                    ladder_step=row.get("tag.ladder_step"),
+                   design_space=row.get("tag.design_space"),
                    reason=row.get("tag.reason"))
-        rec["model"] = {col[len("param.model."):]: param_value(row[col]) for col in row.index
-                        if col.startswith("param.model.") and isinstance(row[col], str)}
+        rec["model"] = {col[len("param.model."):]: param_value(value)
+                        for col, value in row.items()
+                        if col.startswith("param.model.") and isinstance(value, str)}
         for name in {o.name for o in objectives} | set(METRICS):
             value = row.get(f"metric.{name}")
             rec[name] = None if value is None or value != value else float(value)

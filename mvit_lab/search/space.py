@@ -13,10 +13,15 @@
       num_heads: {int: [1, 2]}
       train.lr: {log: [1.0e-4, 1.0e-2]}
     constraints: {gflops: {max: 10}, params: {max: 30.0e6}}
+    design_spaces:              # or several named spaces, each a base and params, sampled
+      mvitv2: {base: {...}, params: {depths: {choice: [[1, 1, 2], [1, 2, 3]]}}}
+      hiera: {base: {...}, params: {...}}
+    band: {gflops: {min: 0.01, max: 0.04}}   # design_spaces: the complexity band
 
 Keys are ArchConfig knobs, or ``train.<key>`` for the recipe. Exactly one of ``grid``,
-``ladder`` or ``params``. ``validate_points`` builds every grid point and ladder step before
-anything runs and lists every one that cannot build.
+``ladder``, ``params`` or ``design_spaces`` (see :mod:`mvit_lab.search.design_spaces`, which
+samples each named space within the band). ``validate_points`` builds every grid point and
+ladder step before anything runs and lists every one that cannot build.
 """
 
 from __future__ import annotations
@@ -51,16 +56,19 @@ class Point:
     model: dict[str, Any]  # ArchConfig knobs to set on the base
     train: dict[str, Any]  # TrainConfig keys to set
     step: int | None = None  # ladder position
+    space: str | None = None  # the named design space it was sampled from
 
 
 @dataclass(frozen=True)
 class SearchSpace:
     base: dict[str, Any]  # ArchConfig knobs (may name a preset) applied before any point
-    mode: str  # grid | ladder | params
+    mode: str  # grid | ladder | params | design_spaces
     grid: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     ladder: tuple[tuple[str, dict[str, Any]], ...] = ()
     params: dict[str, Distribution] = field(default_factory=dict)
     constraints: dict[str, dict[str, float]] = field(default_factory=dict)
+    # design_spaces: each named space (a params-mode space); ``constraints`` is their band
+    spaces: dict[str, SearchSpace] = field(default_factory=dict)
 
     def points(self) -> list[Point]:
         """The grid's points or the ladder's steps (Optuna spaces have none up front)."""
@@ -78,7 +86,7 @@ class SearchSpace:
                 acc = {**acc, **change}
                 out.append(dataclasses.replace(_point(name, acc), step=i))
             return out
-        return []
+        return []  # params: Optuna draws them; design_spaces: sampled by design_spaces.py
 
     def check_constraints(self, metrics: dict[str, float]) -> list[str]:
         """Broken constraints, as readable strings (empty: the point is allowed)."""
@@ -122,15 +130,20 @@ def parse_space(tree: Any) -> SearchSpace:
     """A SearchSpace from its YAML mapping; every error names the offending entry."""
     if not isinstance(tree, dict):
         raise ValueError("search: must be a mapping with base and one of grid, ladder, params")
-    known = {"base", "grid", "ladder", "params", "constraints"}
+    known = {"base", "grid", "ladder", "params", "constraints", "design_spaces", "band"}
     unknown = sorted(set(tree) - known)
     if unknown:
         raise ValueError(f"search.{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
-    modes = [m for m in ("grid", "ladder", "params") if tree.get(m)]
+    modes = [m for m in ("grid", "ladder", "params", "design_spaces") if tree.get(m)]
     if len(modes) != 1:
-        raise ValueError("search: needs exactly one of grid, ladder, params; got "
+        raise ValueError("search: needs exactly one of grid, ladder, params, design_spaces; got "
                          f"{modes or 'none'}")
     mode = modes[0]
+    if mode == "design_spaces":
+        return _parse_design_spaces(tree)
+    if "band" in tree:
+        raise ValueError("search.band: only a design_spaces search has a band (use "
+                         "constraints)")
     base = tree.get("base") or {}
     if not isinstance(base, dict):
         raise ValueError("search.base: must be a mapping of ArchConfig knobs")
@@ -176,6 +189,36 @@ def parse_space(tree: Any) -> SearchSpace:
     return SearchSpace(base=base, mode=mode, params=params, constraints=constraints)
 
 
+def _parse_design_spaces(tree: dict[str, Any]) -> SearchSpace:
+    for key in ("base", "params", "constraints"):
+        if key in tree:
+            raise ValueError(f"search.{key}: a design_spaces search gives each named space its "
+                             "own base and params, and one band for all (search.band)")
+    named = tree["design_spaces"]
+    if not isinstance(named, dict):
+        raise ValueError("search.design_spaces: must map space names to {base: ..., params: ...}")
+    if "band" not in tree:
+        raise ValueError("search.band: a design_spaces search needs a complexity band, e.g. "
+                         "{gflops: {min: 0.01, max: 0.04}}")
+    spaces = {}
+    for name, sub in named.items():
+        where = f"search.design_spaces.{name}"
+        if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+            raise ValueError(f"{where}: a space name must be letters, digits, _ or -")
+        if not isinstance(sub, dict) or set(sub) - {"base", "params"} or not sub.get("params"):
+            raise ValueError(f"{where}: must be {{base: {{...}}, params: {{knob: distribution}}}}")
+        try:
+            spaces[name] = parse_space(sub)
+        except ValueError as err:  # "search.params.x: ..." -> "search.design_spaces.n.params.x"
+            raise ValueError(str(err).replace("search.", f"{where}.", 1)) from None
+    if len(spaces) < 1:
+        raise ValueError("search.design_spaces: name at least one space")
+    band = _parse_constraints(tree["band"], "search.band")
+    if not band:
+        raise ValueError("search.band: must bound gflops and/or params")
+    return SearchSpace(base={}, mode="design_spaces", constraints=band, spaces=spaces)
+
+
 def _parse_distribution(key: str, spec: Any) -> Distribution:
     where = f"search.params.{key}"
     if not isinstance(spec, dict) or len(spec) != 1:
@@ -201,19 +244,23 @@ def _parse_distribution(key: str, spec: Any) -> Distribution:
     return Distribution(kind, (low, high))
 
 
-def _parse_constraints(tree: Any) -> dict[str, dict[str, float]]:
+def _parse_constraints(tree: Any, where: str = "search.constraints"
+                       ) -> dict[str, dict[str, float]]:
     if not isinstance(tree, dict):
-        raise ValueError("search.constraints: must map gflops / params to {max: ..., min: ...}")
+        raise ValueError(f"{where}: must map gflops / params to {{max: ..., min: ...}}")
     out = {}
     for metric, bounds in tree.items():
         if metric not in CONSTRAINT_METRICS:
-            raise ValueError(f"search.constraints.{metric}: only "
+            raise ValueError(f"{where}.{metric}: only "
                              f"{', '.join(CONSTRAINT_METRICS)} can be constrained before training")
         if not isinstance(bounds, dict) or not bounds or set(bounds) - {"max", "min"}:
-            raise ValueError(f"search.constraints.{metric}: must be {{max: ..., min: ...}}")
+            raise ValueError(f"{where}.{metric}: must be {{max: ..., min: ...}}")
         for k, v in bounds.items():
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise ValueError(f"search.constraints.{metric}.{k}: must be a number, got {v!r}")
+                raise ValueError(f"{where}.{metric}.{k}: must be a number, got {v!r}")
+        if "min" in bounds and "max" in bounds and not bounds["min"] < bounds["max"]:
+            raise ValueError(f"{where}.{metric}: min {bounds['min']} must be below max "
+                             f"{bounds['max']}")
         out[metric] = {k: float(v) for k, v in bounds.items()}
     return out
 
@@ -222,7 +269,7 @@ def resolve_point(space: SearchSpace, model_base: ArchConfig, point: Point) -> A
     """The point's validated ArchConfig: the experiment's model, the space's base, the point."""
     from mvit_lab.presets import get_config
 
-    base = dict(space.base)
+    base = dict(space.spaces[point.space].base if point.space else space.base)
     preset = base.pop("preset", None)
     cfg = get_config(str(preset)).replace(**base) if preset else model_base.replace(**base)
     return cfg.replace(**point.model) if point.model else cfg

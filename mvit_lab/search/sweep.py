@@ -47,14 +47,21 @@ from mvit_lab.search.metrics import check_metric_names
 from mvit_lab.search.multiworker import Workers, max_concurrent, parse_resources
 from mvit_lab.search.pareto import Objective, front_table, parse_objectives
 from mvit_lab.search.records import COST_METRICS, SPACE_ARTIFACT, sweep_records
-from mvit_lab.search.space import Point, SearchSpace, parse_space, validate_points
+from mvit_lab.search.space import (
+    Point,
+    SearchSpace,
+    parse_space,
+    resolve_point,
+    validate_points,
+)
 from mvit_lab.search.trial import TrialSpec, run_trial, trial_id
 
 __all__ = ["SweepConfig", "SweepInterrupted", "parse_sweep", "run_sweep"]
 
 log = logging.getLogger(__name__)
 
-ALGORITHMS = ("grid", "ladder", "tpe", "nsga2", "random")
+ALGORITHMS = ("grid", "ladder", "tpe", "nsga2", "random", "design_spaces")
+DESIGN_POINTS = "design_points.json"  # a design_spaces sweep's sampled points (folder, parent)
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,17 @@ class SweepConfig:
     measure: dict[str, Any] = dataclasses.field(default_factory=dict)
     warnings: tuple[str, ...] = ()  # one line each, for the user (e.g. unbuildable draws)
     workers: Workers = dataclasses.field(default_factory=Workers)  # multi-worker: Ray Train
+    sampling_seed: int = 0  # design_spaces: seeds the populations' draws
+    points: tuple[Point, ...] = ()  # design_spaces: the sampled points (see sample_points)
+
+    @property
+    def total(self) -> int:
+        """How many trials the sweep runs."""
+        if self.space.mode == "params":
+            return self.samples
+        if self.space.mode == "design_spaces":
+            return self.samples * len(self.space.spaces) * len(self.seeds)
+        return len(self.space.points()) * len(self.seeds)
 
 
 def _section(tree: dict[str, Any], name: str, known: set[str]) -> dict[str, Any]:
@@ -137,14 +155,30 @@ def parse_sweep(exp: Experiment) -> SweepConfig:
     objectives = parse_objectives(extra.get("objectives") or {"val_top1": "max"})
     check_metric_names([o.name for o in objectives], "objectives", video=exp.data.is_video,
                        pretrain=exp.pretrain is not None)
-    default_alg = {"grid": "grid", "ladder": "ladder", "params": "tpe"}[space.mode]
+    if space.mode == "design_spaces":  # each space's base must build before sampling
+        for name in space.spaces:
+            try:
+                cfg = resolve_point(space, exp.model, Point(name=name, model={}, train={},
+                                                            space=name))
+                if check is not None:
+                    check(cfg)
+            except ValueError as err:
+                raise ValueError(f"search.design_spaces.{name}.base: {err}") from None
+    default_alg = {"grid": "grid", "ladder": "ladder", "params": "tpe",
+                   "design_spaces": "design_spaces"}[space.mode]
     algorithm = extra.get("algorithm") or default_alg
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm: must be one of {', '.join(ALGORITHMS)}; got {algorithm!r}")
-    if (algorithm in ("grid", "ladder")) != (space.mode in ("grid", "ladder")) or (
-            algorithm in ("grid", "ladder") and algorithm != space.mode):
+    fixed = ("grid", "ladder", "design_spaces")
+    if (algorithm in fixed) != (space.mode in fixed) or (
+            algorithm in fixed and algorithm != space.mode):
         raise ValueError(f"algorithm: {algorithm} does not fit a {space.mode} search space")
-    budget = _section(extra, "budget", {"samples", "seeds", "concurrency", "time_s"})
+    budget = _section(extra, "budget", {"samples", "seeds", "concurrency", "time_s",
+                                        "sampling_seed"})
+    sampling_seed = _number("budget.sampling_seed", budget.get("sampling_seed", 0), 0,
+                            integer=True)
+    if "sampling_seed" in budget and space.mode != "design_spaces":
+        raise ValueError("budget.sampling_seed: only a design_spaces search samples up front")
     seeds = budget.get("seeds", 1)
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         seeds = tuple(range(_number("budget.seeds", seeds, 1, integer=True)))
@@ -181,8 +215,55 @@ def parse_sweep(exp: Experiment) -> SweepConfig:
         samples=samples, seeds=seeds, concurrency=concurrency, time_s=time_s, cpus=cpus,
         gpus=gpus, scheduler=scheduler, tracking_uri=resolve_tracking_uri(tracking.get("uri")),
         mlflow_experiment=tracking.get("experiment") or exp.name, measure=measure,
-        warnings=tuple(warnings), workers=workers,
+        warnings=tuple(warnings), workers=workers, sampling_seed=sampling_seed,
     )
+
+
+def sample_points(exp: Experiment, sweep: SweepConfig) -> SweepConfig:
+    """A design_spaces sweep with its populations drawn (see :mod:`.design_spaces`); any
+    other sweep unchanged. Counting every draw takes about a second each on a CPU."""
+    if sweep.space.mode != "design_spaces" or sweep.points:
+        return sweep
+    from mvit_lab.search.design_spaces import sample_design_points
+
+    check = None
+    if exp.pretrain is not None:
+        pretrain, video = exp.pretrain, exp.data.is_video
+
+        def check(cfg: ArchConfig) -> None:
+            pretrain.check(cfg, video)
+    points = sample_design_points(sweep.space, exp.model, sweep.samples, sweep.sampling_seed,
+                                  check=check)
+    return dataclasses.replace(sweep, points=tuple(points))
+
+
+def _sample_cached(exp: Experiment, sweep: SweepConfig, storage: Path,
+                   write: Callable[[str], None]) -> SweepConfig:
+    """``sample_points``, kept in ``storage/.design_points/`` under a hash of everything the
+    draws depend on: counting takes minutes on a busy CPU, and a sweep that fails to start
+    (Ray, the store) draws the same points again when retried."""
+    import hashlib
+
+    key = json.dumps(dict(space=sweep.space_tree, model=exp.model.to_dict(),
+                          samples=sweep.samples, seed=sweep.sampling_seed,
+                          pretrain=exp.to_dict().get("pretrain")), sort_keys=True, default=str)
+    path = storage / ".design_points" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    if path.is_file():
+        write(f"design spaces: reusing the {sweep.samples} points per space drawn before "
+              f"({path})")
+        return dataclasses.replace(sweep, points=_load_points(path))
+    write(f"sampling {sweep.samples} points from each of {len(sweep.space.spaces)} design "
+          "spaces within the band")
+    sweep = sample_points(exp, sweep)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps([dataclasses.asdict(p) for p in sweep.points], indent=1))
+    tmp.replace(path)
+    return sweep
+
+
+def _load_points(path: Path) -> tuple[Point, ...]:
+    return tuple(Point(**p) for p in json.loads(path.read_text()))
 
 
 MEASURE_KEYS = {"batch", "dtype", "modes", "protocol", "cache", "lock_timeout"}
@@ -316,6 +397,9 @@ def _trainable(config: dict[str, Any]) -> None:
     if "point_index" in config:  # grid / ladder: the point and the seed are grid axes
         point = space.points()[config["point_index"]]
         spec = dataclasses.replace(spec, seed=int(config["seed"]))
+    elif "point" in config:  # design spaces: the sampled point itself is the grid axis
+        point = Point(**config["point"])
+        spec = dataclasses.replace(spec, seed=int(config["seed"]))
     else:  # Optuna: the sampled knob values
         point = _sampled_point(space, {k: config[k] for k in space.params})
     spec = dataclasses.replace(spec, point=dataclasses.asdict(point))
@@ -363,8 +447,9 @@ def _describer(sweep: SweepConfig) -> Callable[[dict[str, Any]], str]:
     points = sweep.space.points()
 
     def describe(config: dict[str, Any]) -> str:
-        if "point_index" in config:
-            name = points[config["point_index"]].name
+        if "point_index" in config or "point" in config:
+            name = points[config["point_index"]].name if "point_index" in config \
+                else config["point"]["name"]
             return name + (f" seed={config['seed']}" if len(sweep.seeds) > 1 else "")
         return _sampled_point(sweep.space, {k: config[k] for k in sweep.space.params}).name
 
@@ -412,6 +497,12 @@ def run_sweep(exp: Experiment, *, resume: bool = False, address: str | None = No
             claim_name(exp, sweep, sweep_dir)  # checked again when the parent is created
         if address is None and not ray.is_initialized():
             check_local_gpus(sweep)
+        if sweep.space.mode == "design_spaces":  # drawn once, before anything is written
+            saved = sweep_dir / DESIGN_POINTS
+            if resume and saved.is_file():
+                sweep = dataclasses.replace(sweep, points=_load_points(saved))
+            else:
+                sweep = _sample_cached(exp, sweep, storage, write)
         with quiet_libraries(sink, verbose=not quiet):
             ray.init(address=address, ignore_reinit_error=True, include_dashboard=False,
                      logging_level=logging.WARNING, log_to_driver=False)
@@ -465,6 +556,10 @@ def _drive(exp: Experiment, sweep: SweepConfig, sweep_dir: Path, resume: bool,
                          sweep_dir=str(sweep_dir), driver_host=socket.gethostname()))
             # the search space as it ran (the experiment may name it by a relative path)
             tracker.log_dict(parent, sweep.space_tree, SPACE_ARTIFACT)
+            if sweep.points:  # the sampled populations, to resume and to read back
+                points = [dataclasses.asdict(p) for p in sweep.points]
+                (sweep_dir / DESIGN_POINTS).write_text(json.dumps(points, indent=1))
+                tracker.log_dict(parent, points, DESIGN_POINTS)
             state_file.write_text(json.dumps(dict(parent_run_id=parent, name=exp.name),
                                              indent=2))
     measure = dict(sweep.measure)
@@ -479,8 +574,7 @@ def _drive(exp: Experiment, sweep: SweepConfig, sweep_dir: Path, resume: bool,
         _replay(trials_dir, sweep, exp)
     if retry_failed:  # a failed outcome is reused by later draws; a retry must run again
         _forget_failures(trials_dir)
-    total = len(sweep.space.points()) * len(sweep.seeds) if sweep.space.mode != "params" \
-        else sweep.samples
+    total = sweep.total
     columns = tuple(dict.fromkeys([*(o.name for o in sweep.objectives), "gflops",
                                    "throughput"]))
     callback = SweepProgress(total, _describer(sweep), columns, write, every_s=status_every_s)
@@ -550,13 +644,24 @@ def _finish_sweep(sweep: SweepConfig, tracker: Any, parent: str) -> dict[str, An
                      if not k.startswith("train.")]
         tracker.log_text(parent, "\n\n".join(format_ablation(t, metric) for t in ablations
                                               if t), "ablation.md")
+    design = None
+    if sweep.space.mode == "design_spaces":
+        from mvit_lab.search.design_analysis import analyse_design_spaces, format_design_table
+
+        objective = sweep.objectives[0]
+        try:
+            design = analyse_design_spaces(records, metric=objective.name,
+                                           sense=objective.sense, order=list(sweep.space.spaces))
+            tracker.log_text(parent, format_design_table(design), "design_spaces.md")
+        except ValueError as err:  # no finished trial yet: nothing to compare
+            log.warning("design spaces not analysed: %s", err)
     counts: dict[str, int] = {}
     for r in records:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
     tracker.set_tags(parent, {f"trials_{k}": str(v) for k, v in counts.items()})
     tracker.finish(parent, "FINISHED")
     return dict(parent_run_id=parent, counts=counts, front=front, records=records,
-                ladder=ladder, ablations=ablations, tracking_uri=sweep.tracking_uri,
+                ladder=ladder, ablations=ablations, design=design, tracking_uri=sweep.tracking_uri,
                 mlflow_experiment=sweep.mlflow_experiment, objectives=sweep.objectives)
 
 
@@ -630,6 +735,8 @@ def _record_errors(results: Any, sweep: SweepConfig, tracker: Any, parent: str,
         if "point_index" in config:
             point = sweep.space.points()[config["point_index"]]
             seed = int(config["seed"])
+        elif "point" in config:
+            point, seed = Point(**config["point"]), int(config["seed"])
         else:
             point = _sampled_point(sweep.space, {k: config[k] for k in sweep.space.params})
             seed = sweep.seeds[0]
@@ -648,6 +755,12 @@ def _param_space(sweep: SweepConfig, spec: dict[str, Any]) -> dict[str, Any]:
     space: dict[str, Any] = {"spec": spec}
     if sweep.space.mode in ("grid", "ladder"):
         space["point_index"] = tune.grid_search(list(range(len(sweep.space.points()))))
+        space["seed"] = tune.grid_search(list(sweep.seeds))
+    elif sweep.space.mode == "design_spaces":
+        from mvit_lab.search.design_spaces import interleave
+
+        space["point"] = tune.grid_search([dataclasses.asdict(p)
+                                           for p in interleave(list(sweep.points))])
         space["seed"] = tune.grid_search(list(sweep.seeds))
     else:
         space.update(_optuna_param_space(sweep.space))

@@ -70,6 +70,8 @@ def trial_id(point: Point, seed: int, pretrain: dict[str, Any] | None = None) ->
     """A stable id for (point, seed[, pretraining recipe]): the same trial after a restart
     maps to the same runs."""
     fields: dict[str, Any] = dict(model=point.model, train=point.train, seed=seed)
+    if point.space is not None:  # the same knobs on another space's base: another model
+        fields["space"] = point.space
     if pretrain is not None:
         fields["pretrain"] = pretrain
     key = json.dumps(fields, sort_keys=True, default=str)
@@ -117,9 +119,12 @@ def _record_unbuildable(spec: TrialSpec, err: ValueError) -> None:
                         Path(spec.trials_dir) / tid / "journal.jsonl")
     reason = f"invalid architecture: {err}"
     params = flatten_params(dict(model=point.model, train=point.train, seed=spec.seed))
+    tags = dict(trial_id=tid, point=point.name, seed=str(spec.seed), status="failed",
+                reason=reason[:1000])
+    if point.space is not None:
+        tags["design_space"] = point.space
     run_id = recorder.start_child(spec.parent_run_id, f"{point.name} seed={spec.seed}", params,
-                                  dict(trial_id=tid, point=point.name, seed=str(spec.seed),
-                                       status="failed", reason=reason[:1000]))
+                                  tags)
     _write_outcome(Path(spec.trials_dir) / tid, dict(status="failed", reason=reason))
     recorder.finish(run_id, "FAILED")
 
@@ -197,6 +202,8 @@ def _run(spec: TrialSpec, built: tuple[Experiment, Point, SearchSpace], tid: str
                 recipe="mae" if pretrain else "scratch")
     if point.step is not None:
         tags["ladder_step"] = str(point.step)
+    if point.space is not None:
+        tags["design_space"] = point.space
     params = flatten_params(dict(model=exp.model.to_dict(),
                                  train=dataclasses.asdict(exp.train),
                                  data=exp.to_dict()["data"], seed=spec.seed))

@@ -34,7 +34,8 @@ def write_sweep(uri: str, experiment: str, space: dict[str, Any], objectives: di
 
     Each trial: ``point``, ``seed``, ``status`` (finished / failed / pruned / running),
     ``model`` (knobs over BASE), ``metrics`` (final, logged at the last epoch), ``history``
-    (``{metric: [values per epoch]}``), ``step`` (ladder position), ``reason``.
+    (``{metric: [values per epoch]}``), ``step`` (ladder position), ``space`` (design space),
+    ``reason``.
     """
     ensure_experiment(experiment, uri)
     tracker = Tracker(uri, experiment)
@@ -48,6 +49,8 @@ def write_sweep(uri: str, experiment: str, space: dict[str, Any], objectives: di
                     status="running", search_mode=mode)
         if "step" in t:
             tags["ladder_step"] = str(t["step"])
+        if "space" in t:
+            tags["design_space"] = t["space"]
         params = flatten_params(dict(model=model, train=dict(epochs=3, lr=0.003, seed=t["seed"]),
                                      data=dict(dataset="digits"), seed=t["seed"]))
         run = tracker.start_child(parent, f"{t['point']} seed={t['seed']}", params, tags)

@@ -1,0 +1,113 @@
+"""Reading runs: the SQLite path gives what MLflow's search gives, and the incremental cache
+picks up every change between refreshes while reading only the runs that changed."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+import mvit_lab.tracking as tracking
+from mvit_lab.tracking import (
+    Tracker,
+    default_tracking_uri,
+    ensure_experiment,
+    frame_from_rows,
+    runs_cache,
+    runs_dataframe,
+)
+
+
+@pytest.fixture
+def store(tmp_path):
+    uri = default_tracking_uri(tmp_path)
+    ensure_experiment("exp", uri)
+    t = Tracker(uri, "exp")
+    parent = t.start_parent("exp", {"experiment.name": "exp"}, dict(search_mode="grid"))
+    runs = []
+    for i in range(4):
+        run = t.start_child(parent, f"p{i}", {"model.embed_dim": 8 * (i + 1), "train.lr": 0.1},
+                            dict(trial_id=f"t{i}", point=f"p{i}", status="running"))
+        for step in (1, 2):
+            t.log_metrics(run, dict(val_top1=10.0 * i + step, loss=1.0 / step), step=step)
+        if i < 3:
+            t.set_tags(run, dict(status="finished"))
+            t.finish(run)
+        runs.append(run)
+    return dict(uri=uri, tracker=t, parent=parent, runs=runs)
+
+
+def test_the_sqlite_read_equals_mlflows_search(store, monkeypatch):
+    fast = runs_dataframe(store["uri"], "exp")
+    children = runs_dataframe(store["uri"], "exp", parent_run_id=store["parent"])
+    monkeypatch.setattr(tracking, "sqlite_path", lambda uri: None)  # MLflow's search_runs
+    slow = runs_dataframe(store["uri"], "exp")
+    pd.testing.assert_frame_equal(fast.sort_values("run_id").reset_index(drop=True),
+                                  slow.sort_values("run_id").reset_index(drop=True))
+    assert fast.attrs == slow.attrs
+    assert set(children["run_id"]) == set(store["runs"])
+    assert fast.loc[fast["run_id"] == store["runs"][2], "metric.val_top1"].item() == 22.0
+
+
+def test_a_run_changed_between_refreshes_is_picked_up_and_nothing_else_is_read(store):
+    t, runs = store["tracker"], store["runs"]
+    cache = runs_cache(store["uri"], "exp")
+    assert cache.refresh() and cache.full_reads == 1 and len(cache.rows) == 5
+    # one run is still running: each refresh reads it again, with the runs on the start
+    # and end watermarks (>=, so that a write in the same millisecond is not missed)
+    assert not cache.refresh()
+    assert cache.last_read <= 3 and cache.partial_reads == 1
+    # the running trial logs an epoch and ends
+    t.log_metrics(runs[3], dict(val_top1=99.0), step=3)
+    t.set_tags(runs[3], dict(status="finished"))
+    t.finish(runs[3])
+    assert cache.refresh() and cache.changed == {runs[3]} and cache.last_read <= 3
+    assert cache.rows[runs[3]]["metrics"]["val_top1"] == 99.0
+    assert cache.rows[runs[3]]["status"] == "FINISHED"
+    # the sweep's driver ends too; then nothing runs and nothing changed: a refresh reads
+    # no run at all
+    t.finish(store["parent"])
+    assert cache.refresh() and cache.changed == {store["parent"]}
+    assert not cache.refresh() and cache.last_read == 0
+    # a finished run gets new metrics (mvit-lab measure writes costs back)
+    t.log_metrics(runs[0], dict(throughput=123.0), step=0)
+    assert cache.refresh() and cache.changed == {runs[0]}
+    assert cache.rows[runs[0]]["metrics"]["throughput"] == 123.0
+    assert cache.last_read <= 3  # that run and the ones on the watermarks
+    # a new trial appears, after the others
+    new = t.start_child(store["parent"], "p9", {"model.embed_dim": 64},
+                        dict(trial_id="t9", point="p9", status="running"))
+    assert cache.refresh() and new in cache.changed and list(cache.rows)[-1] == new
+    assert cache.full_reads == 1  # all of that without reading everything again
+    # a deleted run goes at once (a full read)
+    t.client.delete_run(runs[1])
+    assert cache.refresh() and runs[1] not in cache.rows and cache.full_reads == 2
+    assert len(cache.rows) == 5  # nothing twice
+    frame = frame_from_rows(list(cache.rows.values()), cache.experiment_id)
+    assert set(frame["run_id"]) == {store["parent"], runs[0], runs[2], runs[3], new}
+
+
+def test_the_dashboard_reader_rebuilds_only_the_changed_records(store):
+    from mvit_lab.dashboards.data import StoreReader, load_sweep
+
+    reader = StoreReader(store["uri"], max_age_s=0.0)
+    first = reader.sweep("exp")
+    assert first.counts["running"] == 1 and len(first.records) == 4
+    same = reader.sweep("exp")
+    assert same is first  # nothing changed: the same sweep, no rebuild
+    t, runs = store["tracker"], store["runs"]
+    t.log_metrics(runs[3], dict(val_top1=77.0), step=3)
+    after = reader.sweep("exp")
+    assert after.fingerprint != first.fingerprint
+    by_id = {r["run_id"]: r for r in after.records}
+    assert by_id[runs[3]]["val_top1"] == 77.0
+    old = {r["run_id"]: r for r in first.records}
+    assert all(by_id[k] is old[k] for k in runs[:3])  # untouched records are not rebuilt
+    # what the incremental reader shows is what a fresh read of the store shows
+    fresh = load_sweep(store["uri"], "exp")
+    key = ("run_id", "status", "val_top1", "model", "metric_names", "config")
+    assert [{k: r[k] for k in key} for r in after.records] == \
+        [{k: r[k] for k in key} for r in fresh.records]
+    assert after.counts == fresh.counts
+    assert len({r["run_id"] for r in after.records}) == len(after.records) == 4
+    (row,) = reader.overview()
+    assert row["trials"] == 4 and row["counts"]["running"] == 1 and row["sweeps"] == 1
