@@ -43,7 +43,15 @@ from mvit_lab.train._shared import (
     world,
 )
 from mvit_lab.train.batch import BatchPrep
+from mvit_lab.train.efficiency import (
+    amp_dtype,
+    attention_kernel,
+    optimizer_options,
+    prepare_model,
+    set_backends,
+)
 from mvit_lab.train.optim import Stepper, accumulation_steps, build_optimizer, lr_at, set_lr
+from mvit_lab.train.retention import BEST, is_best, retain, save_weights
 
 __all__ = ["TrainResult", "evaluate", "lr_at", "train"]
 
@@ -126,6 +134,8 @@ def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = get_device(cfg.device)
+    amp_dtype(cfg.amp, device)  # float16 on a CPU: refused before any data is built
+    set_backends(device, cfg.tf32)
     out = Path(out_dir) if out_dir is not None else None
     seed_everything(cfg.seed)
     data = datasets or build_datasets(exp.data, exp.model, cfg.seed, Augment.of(cfg))
@@ -157,7 +167,9 @@ def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = 
         from mvit_lab.models.mae import load_encoder
 
         load_encoder(model, encoder)  # all but the head and its norm
-    optimizer = build_optimizer(model, cfg, layer_decay=cfg.layer_decay)
+    optimizer = build_optimizer(model, cfg, layer_decay=cfg.layer_decay,
+                                **optimizer_options(device, cfg.fused_adamw))
+    step_model = prepare_model(model, cfg)  # compiled and / or checkpointed per block
     lr, min_lr, start_lr = scaled_lrs(cfg, accum, devices)
     ema = None
     if cfg.ema_decay is not None:
@@ -169,14 +181,15 @@ def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = 
     train_ds = Repeated(data.train, cfg.repeated_aug) if cfg.repeated_aug > 1 else data.train
     # mixup pairs a batch with its reverse: an odd last batch is dropped
     train_loader = make_loader(train_ds, cfg.batch_size, train=True, workers=workers,
-                               device=device, gen=gen, seed=cfg.seed, drop_last=cfg.mixes)
+                               device=device, gen=gen, seed=cfg.seed, drop_last=cfg.mixes,
+                               pin_memory=cfg.pin_memory)
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
         raise ValueError(f"train.batch_size: {cfg.batch_size} is more than the "
                          f"{len(data.train)} training samples, and mixup drops a partial batch")
     eval_batch = cfg.eval_batch_size or 2 * cfg.batch_size
     val_loader = make_loader(data.val, eval_batch, train=False, workers=workers,
-                             device=device)
+                             device=device, pin_memory=cfg.pin_memory)
     prep = BatchPrep(data.mean, data.std, device, cfg, data.num_classes, cfg.repeated_aug)
     eval_prep = BatchPrep(data.mean, data.std, device)
     total_steps = cfg.epochs * steps_per_epoch
@@ -201,6 +214,7 @@ def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = 
     params = count_params(model_cfg)
     started = time.perf_counter()
     shuffled_seed = data.val_shuffled.seed if data.val_shuffled is not None else None
+    kernel = None  # the attention kernel, from the first step's profile
     for epoch in range(start_epoch, cfg.epochs):
         epoch_start = time.perf_counter()
         set_epoch(train_loader, epoch)
@@ -214,7 +228,10 @@ def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = 
             set_lr(optimizer, lr_now)
             x, target = prep.train(x, y)
             with autocast():
-                logits = model(x)
+                if kernel is None:  # the first step, profiled: which attention kernel ran
+                    kernel, logits = _first_step(step_model, x)
+                else:
+                    logits = step_model(x)
             loss = prep.loss(logits.float(), target)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch + 1}, step {i}")
@@ -243,13 +260,16 @@ def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = 
         history.append(metrics)
         if out is not None:
             _save_checkpoint(out, model, optimizer, scaler, gen, epoch, history, ema)
+            if cfg.keep == "best" and is_best(history):
+                save_weights(out / BEST, model, ema, epoch)
             (out / "metrics.json").write_text(json.dumps(history, indent=2) + "\n")
         if callback is not None:
             callback(dict(metrics))
     final = dict(history[-1]) if history else {}
     final.update(params=params, train_seconds=time.perf_counter() - started,
                  epochs=cfg.epochs, device=str(device), num_classes=data.num_classes,
-                 global_batch=cfg.batch_size * accum * devices, accumulation=accum)
+                 global_batch=cfg.batch_size * accum * devices, accumulation=accum,
+                 amp_dtype=amp_dtype(cfg.amp, device), attention_kernel=kernel or "not run")
     if pretrain_history:
         last = pretrain_history[-1]
         final.update(pretrain_loss=last["pretrain_loss"],
@@ -257,10 +277,19 @@ def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = 
                      pretrain_epochs=len(pretrain_history), pretrain_seconds=pretrain_seconds)
     if out is not None:  # again: files that failed while loading are counted now
         _write_reports(out, data)
+        if history and len(history) == cfg.epochs:  # finished: the retention policy
+            retain(out, cfg.keep, cfg.keep_weights, model, ema, cfg.epochs - 1)
     return TrainResult(history=history, final=final,
                        data_reports=[r.to_dict() for r in data.reports],
                        out_dir=str(out) if out is not None else None,
                        pretrain_history=pretrain_history)
+
+
+def _first_step(model: nn.Module, x: torch.Tensor) -> tuple[str, torch.Tensor]:
+    outputs: list[torch.Tensor] = []
+    kernel = attention_kernel(lambda: outputs.append(model(x)))
+    log.info("attention kernel: %s", kernel)
+    return kernel, outputs[0]
 
 
 def _save_checkpoint(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
