@@ -11,7 +11,7 @@ from mvit_lab.train.compile import count_graph_breaks
 
 # the smallest members that still have every kind of block of their family
 FAMILIES = {
-    "mvitv1": get_config("mvitv1_b_16x4", input_size=(4, 16, 16), embed_dim=16,
+    "mvitv1": get_config("mvitv1_b_16x4", input_size=(4, 32, 32), embed_dim=16,
                          depths=(1, 1, 1, 1), num_classes=4),
     "mvitv2": get_config("mvitv2_t", input_size=(1, 32, 32), embed_dim=16, depths=(1, 1, 1, 1),
                          num_classes=4),
