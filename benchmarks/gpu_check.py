@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's mvit_lab (the GPU machine has none installed)
 INFER_MODELS = "mvitv2_s,mvitv2_b,mvitv2_l,hiera_b,hiera_l"
 PAPER_LADDER_SPEEDUP = 2.42  # Hiera paper, Table 1: Hiera-L over MViTv2-L, A100, fp16
 

@@ -60,6 +60,7 @@ fi
 
 mkdir -p "$OUT_DIR"
 export PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's mvit_lab first
 # the check's own budget: 9 minutes at most on the GPU, whatever a step does (a loaded CPU
 # dry run may need more: GPU_CHECK_TIMEOUT and GPU_CHECK_STEP_TIMEOUT, in seconds)
 timeout "${GPU_CHECK_TIMEOUT:-540}" "$PY" benchmarks/gpu_check.py $DRY --out "$OUT_DIR" \

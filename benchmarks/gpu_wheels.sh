@@ -20,9 +20,11 @@ PLATFORM=(--only-binary=:all: --python-version 3.12 --implementation cp --abi cp
           --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64
           --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
           --platform manylinux1_x86_64)
-# what mvit-lab imports on the GPU path beyond the image (versions as in the dev venv)
+# what mvit-lab imports on the GPU path beyond the image (versions as in the dev venv; fvcore,
+# an sdist only, is the FLOP oracle of the tests, and hiera-transformer a video reference:
+# neither is on this path)
 NEED=("ray[tune]==2.60.0" "mlflow==3.17.2" "optuna==5.0.0" "dash==4.4.1" "plotly==7.1.0"
-      "fvcore==0.1.5.post20221221" "av==18.1.0" "hiera-transformer==0.1.4")
+      "av==18.1.0")
 # on the image already (KINDS.md, read 2026-11-17): never carried
 HAVE="absl-py accelerate aiohttp aiosignal anyio attrs certifi charset-normalizer click
 cloudpickle colorama contourpy cycler filelock fonttools frozenlist fsspec grpcio h11 httpcore
