@@ -194,8 +194,15 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--skip-breaks", action="store_true")
+    parser.add_argument("--summarize", action="store_true",
+                        help="only write <out>.md from <out>.json (e.g. a run stopped early)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "compile_cpu"))
     args = parser.parse_args()
+    if args.summarize:
+        out = Path(args.out)
+        out.with_suffix(".md").write_text(_markdown(json.loads(out.with_suffix(".json")
+                                                               .read_text())))
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     from mvit_lab.measure._devices import device_name
