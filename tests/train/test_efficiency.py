@@ -67,6 +67,7 @@ def test_bf16_autocast_runs_on_the_cpu():
         assert not used and model(torch.randn(2, 8)).dtype == torch.float32
 
 
+@pytest.mark.slow  # four digits epochs
 def test_a_bf16_cpu_run_trains_in_bf16_and_says_so():
     result = train(_exp(epochs=2, fraction=1.0, amp="bfloat16", device="cpu"))
     assert result.final["amp_dtype"] == "bfloat16"
