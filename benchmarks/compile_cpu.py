@@ -115,7 +115,8 @@ def _timed(step: Callable[[], None]) -> float:
     return time.perf_counter() - start
 
 
-def speeds(preset: str, size: int, batch: int, rounds: int, warmup: int) -> dict[str, Any]:
+def speeds(preset: str, size: int, batch: int, rounds: int, warmup: int,
+           compile: bool = True) -> dict[str, Any]:
     torch.manual_seed(0)
     cfg = get_config(preset, input_size=(1, size, size))
     x = torch.randn(_shape(cfg, batch))
@@ -132,8 +133,10 @@ def speeds(preset: str, size: int, batch: int, rounds: int, warmup: int) -> dict
         "infer_fp32": _infer_step(infer, x, "float32"),
         "infer_bf16": _infer_step(infer, x, "bfloat16"),
     }
+    if not compile:
+        del steps["train_compiled_fp32"]
     eager_first = _timed(steps["train_eager_fp32"])
-    compile_first = _timed(steps["train_compiled_fp32"])  # dynamo + inductor, fwd and bwd
+    compile_first = _timed(steps["train_compiled_fp32"]) if compile else None  # fwd and bwd
     for _ in range(warmup):
         for step in steps.values():
             step()
@@ -148,14 +151,17 @@ def speeds(preset: str, size: int, batch: int, rounds: int, warmup: int) -> dict
         return dict(median=medians[num] / medians[den], round_min=min(per_round),
                     round_max=max(per_round))
 
+    compiled = {}
+    if compile:
+        compiled = dict(
+            compile_seconds=compile_first - eager_first, first_compiled_step_s=compile_first,
+            compiled_speedup=1 / ratio("train_compiled_fp32", "train_eager_fp32")["median"],
+            train_compiled_over_eager=ratio("train_compiled_fp32", "train_eager_fp32"))
     return dict(
         preset=preset, input_size=[1, size, size], batch=batch, rounds=rounds,
-        gflops=count_flops(cfg).gflops,
-        compile_seconds=compile_first - eager_first, first_compiled_step_s=compile_first,
+        gflops=count_flops(cfg).gflops, **compiled,
         median_s=medians, times_s=times,
         spread={k: (max(v) - min(v)) / medians[k] for k, v in times.items()},
-        compiled_speedup=1 / ratio("train_compiled_fp32", "train_eager_fp32")["median"],
-        train_compiled_over_eager=ratio("train_compiled_fp32", "train_eager_fp32"),
         train_bf16_over_fp32=ratio("train_eager_bf16", "train_eager_fp32"),
         infer_bf16_over_fp32=ratio("infer_bf16", "infer_fp32"),
     )
@@ -172,13 +178,16 @@ def _markdown(record: dict[str, Any]) -> str:
               "| preset | batch | compile s | eager fp32 train s | compiled / eager train | "
               "bf16 / fp32 train | bf16 / fp32 infer |", "|---|---|---|---|---|---|---|"]
     def cell(r: dict[str, Any], key: str) -> str:
-        v = r[key]
+        v = r.get(key)
+        if v is None:
+            return "not run"
         return f"{v['median']:.2f} ({v['round_min']:.2f}-{v['round_max']:.2f})"
 
     for r in record["models"]:
 
         lines.append(f"| {r['preset']} @{r['input_size'][-1]} | {r['batch']} | "
-                     f"{r['compile_seconds']:.0f} | {r['median_s']['train_eager_fp32']:.2f} | "
+                     f"{r.get('compile_seconds', float('nan')):.0f} | "
+                     f"{r['median_s']['train_eager_fp32']:.2f} | "
                      f"{cell(r, 'train_compiled_over_eager')} | "
                      f"{cell(r, 'train_bf16_over_fp32')} | {cell(r, 'infer_bf16_over_fp32')} |")
     return "\n".join(lines) + "\n"
@@ -194,6 +203,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--skip-breaks", action="store_true")
+    parser.add_argument("--no-compile", action="store_true",
+                        help="eager fp32 vs bf16 only (no compiled variant)")
     parser.add_argument("--summarize", action="store_true",
                         help="only write <out>.md from <out>.json (e.g. a run stopped early)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "compile_cpu"))
@@ -215,7 +226,8 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     for preset in [m for m in args.models.split(",") if m]:
-        record["models"].append(speeds(preset, args.size, args.batch, args.rounds, args.warmup))
+        record["models"].append(speeds(preset, args.size, args.batch, args.rounds, args.warmup,
+                                       compile=not args.no_compile))
         out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")  # as it goes
         print(json.dumps({k: v for k, v in record["models"][-1].items() if k != "times_s"}),
               flush=True)
