@@ -284,6 +284,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
           + f"; tracking {sweep.tracking_uri}", flush=True)
     for warning in sweep.warnings:
         print(f"warning: {warning}", flush=True)
+    from mvit_lab.search.disk import estimate_disk, format_disk
+
+    for line in format_disk(estimate_disk(exp, sweep, f"runs/sweeps/{exp.name}")):
+        print(line, flush=True)
     terminal = sys.stdout  # the libraries' output goes to the sweep's log unless --verbose
 
     def progress(line: str) -> None:

@@ -139,8 +139,19 @@ class TrainConfig:
     eval_every: int = 1  # evaluate every N epochs and after the last (SlowFast's EVAL_PERIOD)
     seed: int = 0
     device: str = "auto"  # auto: cuda when available
-    amp: str = "bfloat16"  # autocast dtype on CUDA; the CPU trains in float32
+    amp: str = "auto"  # autocast dtype: auto is bfloat16 on CUDA, float32 (none) on the CPU
     threads: int | None = None  # torch CPU threads (default: torch's)
+    # speed switches (mvit_lab.train.speed); none changes what a step computes beyond
+    # rounding, so they may change when a run resumes
+    compile: bool = False  # torch.compile the model for the training step
+    activation_checkpointing: bool = False  # recompute each block in backward (L / H models)
+    fused_adamw: bool = True  # the fused AdamW kernel on CUDA (the CPU keeps foreach)
+    tf32: bool = True  # TF32 matmuls and convolutions on CUDA (float32 parts of a step)
+    pin_memory: bool = True  # pinned batches, copied to the GPU without blocking
+    # checkpoints once the run has finished: last (the full checkpoint, resumable), best
+    # (the weights of the best val_top1 epoch), none; keep_weights adds the final weights
+    keep: str = "last"
+    keep_weights: bool = False
 
     def __post_init__(self) -> None:
         _as_int("train.epochs", self.epochs)
@@ -186,7 +197,14 @@ class TrainConfig:
         if self.rand_augment is not None:
             _check_rand_augment(self.rand_augment)
         _as_int("train.seed", self.seed, minimum=0)
-        _as_choice("train.amp", self.amp, ("bfloat16", "float16", "none"))
+        _as_choice("train.amp", self.amp, ("auto", "bfloat16", "float16", "none"))
+        for name in ("compile", "activation_checkpointing", "fused_adamw", "tf32", "pin_memory",
+                     "keep_weights"):
+            _as_bool(f"train.{name}", getattr(self, name))
+        _as_choice("train.keep", self.keep, ("last", "best", "none"))
+        if self.amp == "float16" and self.device == "cpu":
+            raise _fail("train.amp", "float16 autocast needs CUDA; on the CPU use bfloat16 "
+                                     "or none")
         if not isinstance(self.device, str) or not (
                 self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise _fail("train.device", f"must be auto, cpu, cuda or cuda:N; got {self.device!r}")

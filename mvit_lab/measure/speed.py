@@ -129,8 +129,9 @@ def _check(device: str, dtype: str, mode: str, batch_size: int) -> torch.device:
         raise ValueError(f"device: {device!r} is not a torch device") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device: cuda requested but no CUDA device is available")
-    if dev.type == "cpu" and dtype != "float32":
-        raise ValueError(f"dtype: CPU measurements run in float32, got {dtype}")
+    if dev.type == "cpu" and dtype == "float16":
+        raise ValueError("dtype: float16 autocast needs CUDA; on the CPU use float32 or "
+                         "bfloat16")
     if dev.type not in ("cpu", "cuda"):
         raise ValueError(f"device: only cpu and cuda are supported, got {device!r}")
     return dev
@@ -153,8 +154,9 @@ def measure_throughput(
     docstring for the protocol).
 
     ``input_shape`` (without the batch) defaults to an mvit-lab model's configured input.
-    ``dtype`` other than float32 runs under CUDA autocast. ``backend=True`` also records which
-    scaled-dot-product-attention kernel ran (one profiled step).
+    ``dtype`` other than float32 runs under autocast (bfloat16 on the CPU too).
+    ``backend=True`` also records which scaled-dot-product-attention kernel ran (one profiled
+    step).
     """
     dev = _check(device, dtype, mode, batch_size)
     protocol = protocol or Protocol()
@@ -168,8 +170,8 @@ def measure_throughput(
     model.train(mode == "train")
     runner = torch.compile(model) if compile else model
     x = torch.randn(batch_size, *input_shape, device=dev)
-    autocast = (torch.autocast("cuda", dtype=getattr(torch, dtype))
-                if dev.type == "cuda" and dtype != "float32" else nullcontext())
+    autocast = (torch.autocast(dev.type, dtype=getattr(torch, dtype))
+                if dtype != "float32" else nullcontext())
     optimizer = None
     labels = None
     if mode == "train":

@@ -7,6 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from mvit_lab.config import ArchConfig, expand_blocks
 from mvit_lab.masking import check_sparse, keep_from_ids, unit_counts
@@ -81,6 +82,7 @@ class MultiscaleViT(nn.Module):
                                 if i == len(specs) - 1 or specs[i + 1].stage != s.stage)
         self.stage_grids = tuple(specs[i].q_grid[axes] for i in self.stage_ends)
         self._unit_counts: tuple[int, ...] | None = None  # set by the first sparse forward
+        self.grad_checkpointing = False  # set_grad_checkpointing: recompute blocks in backward
         self.norm = nn.LayerNorm(cfg.num_features, eps=cfg.norm_eps)
         self.head = Head(cfg.num_features, cfg.num_classes, cfg.head_dropout)
         self._init_weights()
@@ -131,11 +133,25 @@ class MultiscaleViT(nn.Module):
         return x
 
     # -- forward -------------------------------------------------------------------------------
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Activation checkpointing per block (timm's name): a training forward keeps only each
+        block's input and recomputes the block in backward, trading about a third more compute
+        for activation memory (the L and H models at large batches)."""
+        self.grad_checkpointing = enable
+
+    def _block(self, block: nn.Module, x: torch.Tensor, units: Units | None = None,
+               ) -> torch.Tensor:
+        if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+            # non-reentrant: works under torch.compile, and restores the RNG state, so drop
+            # path draws the same mask when the block is recomputed
+            return checkpoint(block, x, units, use_reentrant=False)
+        return block(x, units)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Tokens after the last block, ``[B, (1 +) L, num_features]``, before the head's norm."""
         x = self._embed(x)
         for block in self.blocks:
-            x = block(x)
+            x = self._block(block, x)
         return x
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
@@ -170,7 +186,7 @@ class MultiscaleViT(nn.Module):
         maps = []
         ends = dict(zip(self.stage_ends, self.stage_grids))
         for i, block in enumerate(self.blocks):
-            x = block(x, units)
+            x = self._block(block, x, units)
             if i in ends:
                 maps.append(x.reshape(units.batch, units.kept, *units.grid(ends[i]), -1))
         return maps

@@ -301,7 +301,8 @@ def _run(spec: TrialSpec, built: tuple[Experiment, Point, SearchSpace], tid: str
         tracker.log_dict(run_id, result.data_reports, "data_report.json")
         if tracker.offline:
             final["tracking"] = "journal"
-        finish("finished", final, "FINISHED", truncated="false")
+        finish("finished", final, "FINISHED", truncated="false",
+               **{k: str(final[k]) for k in ("attention_kernel", "amp_dtype") if k in final})
         emit(final)
         return final
     except BaseException as err:  # recorded, then re-raised for Ray
@@ -323,8 +324,10 @@ def _measure(spec: TrialSpec, exp: Experiment, device: str
 
     m = spec.measure
     dtype = m.get("dtype") or "auto"
-    if dtype == "auto":
-        dtype = exp.train.amp if device == "cuda" and exp.train.amp != "none" else "float32"
+    if dtype == "auto":  # the dtype the trial trains in
+        from mvit_lab.train.efficiency import amp_dtype
+
+        dtype = amp_dtype(exp.train.amp, device)
     records, cached = measure_costs(
         exp.model, device=device, dtype=dtype, batch_size=int(m.get("batch", 32)),
         modes=tuple(m.get("modes", ("infer", "train"))),

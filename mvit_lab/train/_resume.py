@@ -18,7 +18,11 @@ from mvit_lab.experiment import Experiment
 __all__ = ["RECIPE_SECTIONS", "RUNTIME_KEYS", "check_resume_recipe"]
 
 RECIPE_SECTIONS = ("data", "model", "train", "pretrain")
-RUNTIME_KEYS = frozenset({"train.threads", "train.device", "data.num_workers"})
+RUNTIME_KEYS = frozenset({"train.threads", "train.device", "data.num_workers",
+                          # speed and retention switches: the same step up to rounding
+                          "train.compile", "train.activation_checkpointing",
+                          "train.fused_adamw", "train.tf32", "train.pin_memory", "train.keep",
+                          "train.keep_weights"})
 
 
 def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -40,9 +44,25 @@ def check_resume_recipe(out: str | Path, exp: Experiment) -> None:
     old = _flat({k: before.get(k) for k in RECIPE_SECTIONS})
     new = _flat({k: now.get(k) for k in RECIPE_SECTIONS})
     changed = [k for k in sorted(set(old) | set(new))
-               if k not in RUNTIME_KEYS and old.get(k) != new.get(k)]
+               if k not in RUNTIME_KEYS and old.get(k) != new.get(k)
+               and not _added_since(k, old, new)]
     if changed:
         detail = ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:6])
         more = f" and {len(changed) - 6} more" if len(changed) > 6 else ""
         raise ValueError(f"--resume: the recipe differs from the run in {out}: {detail}{more}; "
                          "resume with its settings, or start a new run (--out)")
+
+
+def _added_since(key: str, old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """A key the run's record predates, now at the value that behaves as the run did."""
+    import dataclasses
+
+    from mvit_lab.experiment import TrainConfig
+
+    defaults = {f"train.{f.name}": f.default for f in dataclasses.fields(TrainConfig)}
+    if key not in old:
+        return key in defaults and new.get(key) == defaults[key]
+    # before amp: auto, bfloat16 was the default and meant what auto means (bfloat16 on CUDA,
+    # float32 on the CPU); such records have no train.compile
+    return (key == "train.amp" and "train.compile" not in old and old[key] == "bfloat16"
+            and new.get(key) == "auto")

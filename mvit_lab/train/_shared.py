@@ -39,12 +39,15 @@ def world() -> tuple[int, int]:
 
 
 def amp_setup(device: torch.device, amp: str) -> tuple[bool, Callable[[], Any], Any]:
-    """(enabled, autocast context factory, grad scaler): autocast on CUDA only, a scaler only
-    for float16."""
-    use_amp = device.type == "cuda" and amp != "none"
-    dtype = getattr(torch, amp) if use_amp else None
-    autocast = (lambda: torch.autocast("cuda", dtype=dtype)) if use_amp else nullcontext
-    return use_amp, autocast, torch.amp.GradScaler("cuda", enabled=use_amp and amp == "float16")
+    """(enabled, autocast context factory, grad scaler): autocast in ``amp_dtype(amp)`` on
+    CUDA or the CPU (bfloat16), a scaler only for float16."""
+    from mvit_lab.train.efficiency import amp_dtype
+
+    name = amp_dtype(amp, device)
+    use_amp = name != "float32"
+    dtype = getattr(torch, name)
+    autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if use_amp else nullcontext
+    return use_amp, autocast, torch.amp.GradScaler("cuda", enabled=name == "float16")
 
 
 def _worker_init(worker_id: int) -> None:
@@ -54,9 +57,10 @@ def _worker_init(worker_id: int) -> None:
 
 def make_loader(ds: Dataset, batch: int, *, train: bool, workers: int, device: torch.device,
                 gen: torch.Generator | None = None, seed: int = 0,
-                drop_last: bool = False) -> DataLoader:
-    """uint8 batches: pinned for the copy to a GPU, persistent prefetching workers; training
-    order from ``gen`` (one process) or a ``DistributedSampler`` (one shard per rank)."""
+                drop_last: bool = False, pin_memory: bool = True) -> DataLoader:
+    """uint8 batches: pinned for the copy to a GPU (``pin_memory``; ``BatchPrep`` copies
+    without blocking), persistent prefetching workers; training order from ``gen`` (one
+    process) or a ``DistributedSampler`` (one shard per rank)."""
     size, rank = world()
     sampler: Any = None
     if size > 1 and train:
@@ -71,7 +75,8 @@ def make_loader(ds: Dataset, batch: int, *, train: bool, workers: int, device: t
     extra = dict(persistent_workers=True, prefetch_factor=4,
                  worker_init_fn=_worker_init) if workers else {}
     return DataLoader(ds, batch_size=batch, sampler=sampler, num_workers=workers, generator=gen,
-                      drop_last=drop_last, pin_memory=device.type == "cuda", **extra)
+                      drop_last=drop_last, pin_memory=pin_memory and device.type == "cuda",
+                      **extra)
 
 
 def set_epoch(loader: DataLoader, epoch: int) -> None:

@@ -54,7 +54,15 @@ from mvit_lab.train.distributed import (
     set_grad_sync,
     wrap_model,
 )
+from mvit_lab.train.efficiency import (
+    amp_dtype,
+    attention_kernel,
+    optimizer_options,
+    prepare_model,
+    set_backends,
+)
 from mvit_lab.train.optim import Stepper, accumulation_steps, build_optimizer, lr_at, set_lr
+from mvit_lab.train.retention import BEST, is_best, retain, save_weights
 
 __all__ = ["TrainResult", "evaluate", "lr_at", "train"]
 
@@ -142,6 +150,8 @@ def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = get_device(cfg.device)
+    amp_dtype(cfg.amp, device)  # float16 on a CPU: refused before any data is built
+    set_backends(device, cfg.tf32)
     out = Path(out_dir) if out_dir is not None else None
     seed_everything(cfg.seed)
     data = datasets or build_datasets(exp.data, exp.model, cfg.seed, Augment.of(cfg))
@@ -176,7 +186,10 @@ def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = 
     ddp = wrap_model(model, device)  # the training forward: DDP in a multi-worker trial
     if not is_main():  # ranks > 0: their own drop path and augmentation streams
         seed_everything(rank_seed(cfg.seed))
-    optimizer = build_optimizer(model, cfg, layer_decay=cfg.layer_decay)
+    optimizer = build_optimizer(model, cfg, layer_decay=cfg.layer_decay,
+                                **optimizer_options(device, cfg.fused_adamw))
+    # compiled and / or checkpointed per block (checkpointing on the model, compile of the DDP)
+    step_model = prepare_model(model, cfg, runner=ddp)
     lr, min_lr, start_lr = scaled_lrs(cfg, accum, devices)
     ema = None
     if cfg.ema_decay is not None:
@@ -188,14 +201,15 @@ def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = 
     train_ds = Repeated(data.train, cfg.repeated_aug) if cfg.repeated_aug > 1 else data.train
     # mixup pairs a batch with its reverse: an odd last batch is dropped
     train_loader = make_loader(train_ds, cfg.batch_size, train=True, workers=workers,
-                               device=device, gen=gen, seed=cfg.seed, drop_last=cfg.mixes)
+                               device=device, gen=gen, seed=cfg.seed, drop_last=cfg.mixes,
+                               pin_memory=cfg.pin_memory)
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
         raise ValueError(f"train.batch_size: {cfg.batch_size} is more than the "
                          f"{len(data.train)} training samples, and mixup drops a partial batch")
     eval_batch = cfg.eval_batch_size or 2 * cfg.batch_size
     val_loader = make_loader(data.val, eval_batch, train=False, workers=workers,
-                             device=device)
+                             device=device, pin_memory=cfg.pin_memory)
     prep = BatchPrep(data.mean, data.std, device, cfg, data.num_classes, cfg.repeated_aug)
     eval_prep = BatchPrep(data.mean, data.std, device)
     total_steps = cfg.epochs * steps_per_epoch
@@ -223,6 +237,7 @@ def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = 
     params = count_params(model_cfg)
     started = time.perf_counter()
     shuffled_seed = data.val_shuffled.seed if data.val_shuffled is not None else None
+    kernel = None  # the attention kernel, from the first step's profile
     for epoch in range(start_epoch, cfg.epochs):
         epoch_start = time.perf_counter()
         set_epoch(train_loader, epoch)
@@ -237,7 +252,10 @@ def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = 
             x, target = prep.train(x, y)
             set_grad_sync(ddp, stepper.pending + 1 >= accum or i == steps_per_epoch - 1)
             with autocast():
-                logits = ddp(x)
+                if kernel is None:  # the first step, profiled: which attention kernel ran
+                    kernel, logits = _first_step(step_model, x)
+                else:
+                    logits = step_model(x)
             loss = prep.loss(logits.float(), target)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch + 1}, step {i}")
@@ -268,13 +286,16 @@ def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = 
         ranks_rng = gather_rng(dict(data_rng=gen.get_state(), **rng_state()))
         if out is not None and is_main():  # rank 0 saves; every rank restores
             _save_checkpoint(out, model, optimizer, scaler, gen, epoch, history, ema, ranks_rng)
+            if cfg.keep == "best" and is_best(history):
+                save_weights(out / BEST, model, ema, epoch)
             (out / "metrics.json").write_text(json.dumps(history, indent=2) + "\n")
         if callback is not None:
             callback(dict(metrics))
     final = dict(history[-1]) if history else {}
     final.update(params=params, train_seconds=time.perf_counter() - started,
                  epochs=cfg.epochs, device=str(device), num_classes=data.num_classes,
-                 global_batch=cfg.batch_size * accum * devices, accumulation=accum)
+                 global_batch=cfg.batch_size * accum * devices, accumulation=accum,
+                 amp_dtype=amp_dtype(cfg.amp, device), attention_kernel=kernel or "not run")
     if devices > 1:  # every replica ends with rank 0's weights, or the run fails
         final.update(workers=devices, weights_sha256=check_replicas(model))
     if pretrain_history:
@@ -284,10 +305,19 @@ def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = 
                      pretrain_epochs=len(pretrain_history), pretrain_seconds=pretrain_seconds)
     if out is not None and is_main():  # again: files that failed while loading are counted
         _write_reports(out, data)
+        if history and len(history) == cfg.epochs:  # finished: the retention policy
+            retain(out, cfg.keep, cfg.keep_weights, model, ema, cfg.epochs - 1)
     return TrainResult(history=history, final=final,
                        data_reports=[r.to_dict() for r in data.reports],
                        out_dir=str(out) if out is not None else None,
                        pretrain_history=pretrain_history)
+
+
+def _first_step(model: nn.Module, x: torch.Tensor) -> tuple[str, torch.Tensor]:
+    outputs: list[torch.Tensor] = []
+    kernel = attention_kernel(lambda: outputs.append(model(x)))
+    log.info("attention kernel: %s", kernel)
+    return kernel, outputs[0]
 
 
 def _save_checkpoint(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer,

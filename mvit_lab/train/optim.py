@@ -56,11 +56,13 @@ def param_groups(model: nn.Module, weight_decay: float, layer_decay: float | Non
 
 
 def build_optimizer(model: nn.Module, cfg: Any, weight_decay: float | None = None,
-                    layer_decay: float | None = None) -> torch.optim.AdamW:
-    """AdamW over ``param_groups`` with ``cfg.betas`` (a TrainConfig or PretrainConfig)."""
+                    layer_decay: float | None = None, fused: bool = False) -> torch.optim.AdamW:
+    """AdamW over ``param_groups`` with ``cfg.betas`` (a TrainConfig or PretrainConfig);
+    ``fused`` picks torch's fused kernel (CUDA)."""
     wd = cfg.weight_decay if weight_decay is None else weight_decay
     groups = param_groups(model, wd, layer_decay, getattr(cfg, "no_decay_pos", True))
-    return torch.optim.AdamW(groups, lr=1.0, betas=tuple(cfg.betas))  # lr: set_lr per step
+    extra = {"fused": True} if fused else {}
+    return torch.optim.AdamW(groups, lr=1.0, betas=tuple(cfg.betas), **extra)  # lr: set_lr
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -37,6 +37,7 @@ from mvit_lab.train._shared import (
     world,
 )
 from mvit_lab.train.batch import BatchPrep
+from mvit_lab.train.efficiency import optimizer_options
 from mvit_lab.train.optim import Stepper, accumulation_steps, build_optimizer, lr_at, set_lr
 
 __all__ = ["ENCODER", "pretrain"]
@@ -94,8 +95,11 @@ def pretrain(exp: Experiment, data: Datasets, device: torch.device,
     ratio = p.ratio_for(exp.data.is_video)
     torch.manual_seed(t.seed)
     mae = build_mae(exp).to(device)
+    if t.activation_checkpointing:  # the encoder's blocks (train.compile is for fine-tuning:
+        mae.encoder.set_grad_checkpointing(True)  # the mask bookkeeping breaks the graph)
     weight_decay = p.weight_decay if p.weight_decay is not None else t.weight_decay
-    optimizer = build_optimizer(mae, p, weight_decay=weight_decay)
+    optimizer = build_optimizer(mae, p, weight_decay=weight_decay,
+                                **optimizer_options(device, t.fused_adamw))
     data_gen = torch.Generator().manual_seed(t.seed + 1)
     mask_gen = torch.Generator().manual_seed(t.seed + 2)
     batch = p.batch_size or t.batch_size
@@ -108,9 +112,11 @@ def pretrain(exp: Experiment, data: Datasets, device: torch.device,
     if p.repeated_aug > 1:
         train_ds = Repeated(train_ds, p.repeated_aug)
     train_loader = make_loader(train_ds, batch, train=True, workers=exp.data.num_workers,
-                               device=device, gen=data_gen, seed=t.seed + 1)
+                               device=device, gen=data_gen, seed=t.seed + 1,
+                               pin_memory=t.pin_memory)
     val_loader = make_loader(data.val, t.eval_batch_size or 2 * batch, train=False,
-                             workers=exp.data.num_workers, device=device)
+                             workers=exp.data.num_workers, device=device,
+                             pin_memory=t.pin_memory)
     prep = BatchPrep(data.mean, data.std, device, repeated=p.repeated_aug)
     steps_per_epoch = len(train_loader)
     total = p.epochs * steps_per_epoch

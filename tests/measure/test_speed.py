@@ -44,7 +44,7 @@ def test_any_module_with_an_input_shape():
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    (dict(dtype="bfloat16"), "^dtype: CPU measurements run in float32"),
+    (dict(dtype="float16"), "^dtype: float16 autocast needs CUDA"),
     (dict(dtype="int8"), "^dtype: must be one of"),
     (dict(mode="eval"), "^mode: must be one of"),
     (dict(batch_size=0), "^batch_size: "),
