@@ -30,6 +30,7 @@ import logging
 import math
 import numbers
 import os
+import sqlite3
 import time
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
@@ -580,7 +581,14 @@ def _read_rows(client: MlflowClient, uri: str, experiment_id: str,
         if parent_run_id is not None:
             where = ("r.run_uuid IN (SELECT run_uuid FROM tags WHERE key = ? AND value = ?)")
             args = [PARENT_TAG, parent_run_id]
-        return sqlite_rows(path, experiment_id, where, args)
+        try:
+            return sqlite_rows(path, experiment_id, where, args)
+        except sqlite3.OperationalError as err:
+            if "no such" not in str(err):  # a broken store: the caller reports it
+                raise
+            # MLflow changed its tables: the slow, documented read still works
+            _logger.warning("%s: MLflow's SQLite schema is not the one mvit-lab reads fast (%s); "
+                        "reading through search_runs", path, err)
     filter_string = ""
     if parent_run_id is not None:
         filter_string = f"tags.`{PARENT_TAG}` = {_filter_literal(parent_run_id, 'parent_run_id')}"

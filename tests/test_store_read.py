@@ -48,6 +48,32 @@ def test_the_sqlite_read_equals_mlflows_search(store, monkeypatch):
     assert fast.loc[fast["run_id"] == store["runs"][2], "metric.val_top1"].item() == 22.0
 
 
+def test_a_changed_mlflow_schema_falls_back_to_search_runs_and_a_broken_store_raises(
+        store, monkeypatch, caplog):
+    import sqlite3
+
+    import mvit_lab._store_read as store_read
+
+    expected = runs_dataframe(store["uri"], "exp")
+
+    def drifted(*args, **kwargs):
+        raise sqlite3.OperationalError("no such column: r.name")
+
+    monkeypatch.setattr(store_read, "sqlite_rows", drifted)
+    with caplog.at_level("WARNING", logger="mvit_lab.tracking"):
+        got = runs_dataframe(store["uri"], "exp")
+    pd.testing.assert_frame_equal(got.sort_values("run_id").reset_index(drop=True),
+                                  expected.sort_values("run_id").reset_index(drop=True))
+    assert "reading through search_runs" in caplog.text
+
+    def broken(*args, **kwargs):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(store_read, "sqlite_rows", broken)
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+        runs_dataframe(store["uri"], "exp")
+
+
 def test_a_run_changed_between_refreshes_is_picked_up_and_nothing_else_is_read(store):
     t, runs = store["tracker"], store["runs"]
     cache = runs_cache(store["uri"], "exp")
