@@ -7,7 +7,9 @@ The experiment file gains sweep sections, all checked before anything starts::
     algorithm: nsga2          # grid | ladder | tpe | nsga2 | random (default from the space)
     budget: {samples: 16, seeds: 1, concurrency: 2}
     resources: {cpus: 1, gpus: 0}
-    scheduler: none           # none | asha (single objective only: see below)
+    scheduler: none           # none | asha (single objective only) | moasha (any number:
+                              # {type: moasha, grace_period, reduction_factor, max_t, brackets},
+                              # see mvit_lab.search.moasha)
     tracking: {uri: null, experiment: null}   # default: ./mlruns.db, the experiment's name
     measure: {batch: 32, dtype: auto, modes: [infer, train], protocol: {target_spread: 0.03},
               cache: null}        # costs: measured in isolation, cached (see measure.costs)
@@ -47,7 +49,7 @@ from mvit_lab.search.metrics import check_metric_names
 from mvit_lab.search.pareto import Objective, front_table, parse_objectives
 from mvit_lab.search.records import COST_METRICS, SPACE_ARTIFACT, sweep_records
 from mvit_lab.search.space import Point, SearchSpace, parse_space, validate_points
-from mvit_lab.search.trial import TrialSpec, run_trial, trial_id
+from mvit_lab.search.trial import EarlyStopped, TrialSpec, run_trial, trial_id
 
 __all__ = ["SweepConfig", "SweepInterrupted", "parse_sweep", "run_sweep"]
 
@@ -73,6 +75,7 @@ class SweepConfig:
     mlflow_experiment: str
     measure: dict[str, Any] = dataclasses.field(default_factory=dict)
     warnings: tuple[str, ...] = ()  # one line each, for the user (e.g. unbuildable draws)
+    moasha: Any = None  # the MOASHAConfig when scheduler is moasha
 
 
 def _section(tree: dict[str, Any], name: str, known: set[str]) -> dict[str, Any]:
@@ -158,9 +161,21 @@ def parse_sweep(exp: Experiment) -> SweepConfig:
     resources = _section(extra, "resources", {"cpus", "gpus"})
     cpus = _number("resources.cpus", resources.get("cpus", 1), 0.01)
     gpus = _number("resources.gpus", resources.get("gpus", 0), 0)
-    scheduler = extra.get("scheduler") or "none"
-    if scheduler not in ("none", "asha"):
-        raise ValueError(f"scheduler: must be none or asha, got {scheduler!r}")
+    scheduler, moasha = extra.get("scheduler") or "none", None
+    if isinstance(scheduler, dict):  # {type: moasha, grace_period: ...}
+        from mvit_lab.search.moasha import parse_moasha
+
+        if scheduler.get("type") != "moasha":
+            raise ValueError(f"scheduler.type: a scheduler with settings must be moasha, got "
+                             f"{scheduler.get('type')!r}")
+        moasha = parse_moasha(scheduler, objectives, exp.train.epochs)
+        scheduler = "moasha"
+    elif scheduler == "moasha":
+        from mvit_lab.search.moasha import parse_moasha
+
+        moasha = parse_moasha({}, objectives, exp.train.epochs)
+    if scheduler not in ("none", "asha", "moasha"):
+        raise ValueError(f"scheduler: must be none, asha or moasha, got {scheduler!r}")
     if scheduler == "asha" and len(objectives) > 1:
         raise ValueError("scheduler: asha stops trials early and Optuna would take their "
                          "truncated values as complete; use none for multi-objective fronts")
@@ -176,7 +191,7 @@ def parse_sweep(exp: Experiment) -> SweepConfig:
         samples=samples, seeds=seeds, concurrency=concurrency, time_s=time_s, cpus=cpus,
         gpus=gpus, scheduler=scheduler, tracking_uri=resolve_tracking_uri(tracking.get("uri")),
         mlflow_experiment=tracking.get("experiment") or exp.name, measure=measure,
-        warnings=tuple(warnings),
+        warnings=tuple(warnings), moasha=moasha,
     )
 
 
@@ -321,16 +336,31 @@ def _trainable(config: dict[str, Any]) -> None:
             tune.report({k: v for k, v in metrics.items() if isinstance(v, (int, float, str))})
         except SystemExit:  # Ray stops the trial (Ctrl-C, a time budget): sys.exit(0)
             stopped.append(True)
-            if metrics.get("status") in ("finished", "pruned"):
+            if metrics.get("status") in ("finished", "pruned", "stopped"):
                 return  # its run is already recorded as ended: it stays so
+            note = _stop_note(spec, metrics)
+            if note is not None:  # the scheduler stopped it at a rung (MOASHA)
+                raise EarlyStopped(note) from None
             raise _Stopped from None
 
     try:
         run_trial(spec, report=report)
-    except _Stopped:
+    except (_Stopped, EarlyStopped):
         raise SystemExit(0) from None  # what Ray's stop expects of the training thread
     if stopped:
         raise SystemExit(0)
+
+
+def _stop_note(spec: TrialSpec, metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """What MOASHA wrote before stopping this trial, or None (Ray stopped it otherwise)."""
+    from mvit_lab.search.moasha import STOPPED
+
+    key = metrics.get("trial_key")
+    path = Path(spec.trials_dir) / str(key) / STOPPED
+    try:
+        return json.loads(path.read_text()) if key else None
+    except (OSError, ValueError):
+        return None
 
 
 class _Stopped(KeyboardInterrupt):
@@ -475,6 +505,7 @@ def _drive(exp: Experiment, sweep: SweepConfig, sweep_dir: Path, resume: bool,
     columns = tuple(dict.fromkeys([*(o.name for o in sweep.objectives), "gflops",
                                    "throughput"]))
     callback = SweepProgress(total, _describer(sweep), columns, write, every_s=status_every_s)
+    callback.stop_notes = str(trials_dir)
     interrupted = False
     try:
         trainable = tune.with_resources(_trainable, {"cpu": sweep.cpus, "gpu": sweep.gpus})
@@ -486,7 +517,7 @@ def _drive(exp: Experiment, sweep: SweepConfig, sweep_dir: Path, resume: bool,
             tuner._local_tuner.get_run_config().callbacks = [callback]
         else:
             tuner = tune.Tuner(trainable, param_space=_param_space(sweep, spec),
-                               tune_config=_tune_config(sweep),
+                               tune_config=_tune_config(sweep, sweep_dir),
                                run_config=tune.RunConfig(
                                    name="tune", storage_path=str(sweep_dir), verbose=0,
                                    callbacks=[callback],
@@ -645,7 +676,7 @@ def _param_space(sweep: SweepConfig, spec: dict[str, Any]) -> dict[str, Any]:
     return space
 
 
-def _tune_config(sweep: SweepConfig) -> Any:
+def _tune_config(sweep: SweepConfig, sweep_dir: Path) -> Any:
     from ray import tune
 
     # reused actors keep torch, MLflow and mvit-lab imported between trials
@@ -660,4 +691,9 @@ def _tune_config(sweep: SweepConfig) -> Any:
 
         (objective,) = sweep.objectives
         kw["scheduler"] = ASHAScheduler(metric=objective.name, mode=objective.sense)
+    if sweep.scheduler == "moasha":
+        from mvit_lab.search.moasha import MOASHAScheduler
+
+        kw["scheduler"] = MOASHAScheduler(sweep.moasha, sweep.objectives,
+                                          trials_dir=sweep_dir / "trials", state_dir=sweep_dir)
     return tune.TuneConfig(**kw)
