@@ -101,6 +101,11 @@ def _merge(out: Path, sweep, epochs: int) -> None:
     print(f"wrote {out}/points.csv and curves.csv: {len(order)} points x {epochs} epochs")
 
 
+def _done(out: Path) -> set[str]:
+    return {json.loads(line)["point"] for path in out.glob("_shard*.jsonl")
+            for line in path.read_text().splitlines()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("experiment")
@@ -109,6 +114,8 @@ def main() -> None:
     parser.add_argument("--merge", action="store_true", help="write the CSV table and stop")
     parser.add_argument("--set", action="append", default=[], help="experiment overrides")
     parser.add_argument("--limit", type=int, default=None, help="record at most this many")
+    parser.add_argument("--range", default="0:1000000", help="START:END, the point indices")
+    parser.add_argument("--reverse", action="store_true", help="record the last points first")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     exp = load_experiment(args.experiment, args.set)
@@ -122,12 +129,14 @@ def main() -> None:
     index, count = (int(x) for x in args.shard.split("/"))
     measure = dict(sweep.measure, cache=sweep.measure.get("cache") or str(out / "_cost_cache"))
     sweep = dataclasses.replace(sweep, measure=measure)
-    log = out / f"_shard{index}.jsonl"
-    done = {json.loads(line)["point"] for line in log.read_text().splitlines()} \
-        if log.is_file() else set()
+    first, last = (int(x) for x in args.range.split(":"))
+    log = out / (f"_shard{index}.jsonl" if args.range == "0:1000000"
+                 else f"_shard{index}of{count}_{first}-{last}.jsonl")
     todo = [(i, p) for i, p in enumerate(sweep.space.points())
-            if i % count == index and p.name not in done]
-    for i, point in todo[:args.limit]:
+            if i % count == index and first <= i < last]
+    for i, point in (todo[::-1] if args.reverse else todo)[:args.limit]:
+        if point.name in _done(out):  # by any shard (shards may overlap to share the work)
+            continue
         rec = _record(exp, sweep, point, sweep.seeds[0])
         with open(log, "a") as f:
             f.write(json.dumps(rec) + "\n")
