@@ -342,6 +342,7 @@ def _trial_records(trials: pd.DataFrame, objectives: tuple[Objective, ...],
         rec["train"] = rec["config"].get("train") or {}
         rec["trial_id"] = _text(row.get("tag.trial_id"))
         rec["start_time"] = row.get("start_time")
+        rec["end_time"] = row.get("end_time")
         names = []
         for col in row.index:
             value = row[col]

@@ -110,6 +110,8 @@ def page(uri: str, refresh_s: float, views: int = 2) -> html.Div:
             dcc.Tab(label="Tables", value="tables", children=html.Div(id="tables")),
             dcc.Tab(label="Ladders side by side", value="ladders",
                     children=html.Div(id="ladders")),
+            dcc.Tab(label="Budget", value="budget", children=dcc.Graph(  # early stopping
+                id="budget", config=dict(displaylogo=False), style={"height": "480px"})),
         ]),
     ], className="page")
 

@@ -2,8 +2,9 @@
 driver, the CLI (``pareto``, ``ladders``, ``measure``) and the dashboards share.
 
 A record is a dict: ``run_id``, ``run_name``, ``status`` (the trial's own status tag:
-finished, pruned, failed, interrupted, running), ``truncated``, ``point``, ``seed``,
-``ladder_step``, ``reason``, ``model`` (the architecture's knobs), every objective, the usual
+finished, pruned, stopped, failed, interrupted, running), ``truncated``, ``point``, ``seed``,
+``ladder_step``, ``reason``, ``stopped_epoch`` and ``stopped_rung`` (early-stopped trials),
+``model`` (the architecture's knobs), every objective, the usual
 cost and accuracy metrics, and the labels of the cost axes (``cost_device``,
 ``cost_protocol``, ...; see :mod:`mvit_lab.measure.costs`).
 """
@@ -38,6 +39,13 @@ def param_value(text: str) -> Any:
         return text
 
 
+def _float(text: Any) -> float | None:
+    try:
+        return float(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+
+
 def sweep_records(runs: Any, objectives: tuple[Objective, ...]) -> list[dict[str, Any]]:
     """One record per trial run of ``runs`` (a :func:`mvit_lab.tracking.runs_dataframe`)."""
     out = []
@@ -47,7 +55,10 @@ def sweep_records(runs: Any, objectives: tuple[Objective, ...]) -> list[dict[str
                    truncated=row.get("tag.truncated") == "true",
                    point=row.get("tag.point"), seed=row.get("tag.seed"),
                    ladder_step=row.get("tag.ladder_step"),
-                   reason=row.get("tag.reason"))
+                   reason=row.get("tag.reason"),
+                   # early-stopped (MOASHA): the epoch and rung where it stopped
+                   stopped_epoch=_float(row.get("tag.stopped_epoch")),
+                   stopped_rung=_float(row.get("tag.stopped_rung")))
         rec["model"] = {col[len("param.model."):]: param_value(row[col]) for col in row.index
                         if col.startswith("param.model.") and isinstance(row[col], str)}
         for name in {o.name for o in objectives} | set(METRICS):
