@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -75,7 +76,12 @@ def main() -> None:
     parser.add_argument("--algorithms", nargs="+", default=["random", "tpe", "nsga2"])
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" /
                                              "search_algorithms"))
+    parser.add_argument("--combine", nargs="+", metavar="JSON",
+                        help="no simulation: merge the runs of earlier results (one process per "
+                             "algorithm, side by side) into --out")
     args = parser.parse_args()
+    if args.combine:
+        return _write(Path(args.out), _combine(args.combine))
     table = load_replay_table(args.table)
     ref, best = _reference(table)
     budget = args.budget_tables * len(table.points) * table.epochs
@@ -115,13 +121,9 @@ def main() -> None:
                   f"median {runs[name]['epochs_to_target_median']} epochs; final "
                   f"{runs[name]['final_fraction_mean']:.3f}; stopped {statistics.mean(stopped)}"
                   f" ({time.perf_counter() - started:.0f}s)", flush=True)
-    ratios = {}
-    for alg in args.algorithms:
-        with_, without = runs[f"{alg}+moasha"], runs[alg]
-        if with_["epochs_to_target_median"] and without["epochs_to_target_median"]:
-            ratios[alg] = with_["epochs_to_target_median"] / without["epochs_to_target_median"]
+    ratios = _ratios(runs)
     result = dict(
-        table=str(Path(args.table).resolve().relative_to(ROOT)), points=len(table.points),
+        table=os.path.relpath(Path(args.table).resolve(), ROOT), points=len(table.points),
         epochs=table.epochs, objectives={o.name: o.sense for o in OBJECTIVES},
         reference=ref, best_hypervolume=best, target=TARGET, budget_epochs=budget,
         budget_grid=grid.tolist(), seeds=args.seeds, workers=args.workers,
@@ -130,7 +132,32 @@ def main() -> None:
                     rungs=moasha.rungs(0)),
         runs=runs, median_ratio_with_over_without=ratios,
         seconds=time.perf_counter() - started)
-    out = Path(args.out)
+    _write(Path(args.out), result)
+
+
+def _ratios(runs: dict) -> dict[str, float]:
+    out = {}
+    for run in runs.values():
+        without = runs.get(run["algorithm"])
+        if run["moasha"] and without and run["epochs_to_target_median"] and \
+                without["epochs_to_target_median"]:
+            out[run["algorithm"]] = (run["epochs_to_target_median"]
+                                     / without["epochs_to_target_median"])
+    return out
+
+
+def _combine(paths: list[str]) -> dict:
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    result = dict(parts[0], runs={}, seconds=sum(p["seconds"] for p in parts))
+    for part in parts:
+        if part["budget_grid"] != result["budget_grid"] or part["seeds"] != result["seeds"]:
+            raise SystemExit(f"{paths}: the results were run with different budgets or seeds")
+        result["runs"].update(part["runs"])
+    result["median_ratio_with_over_without"] = _ratios(result["runs"])
+    return result
+
+
+def _write(out: Path, result: dict) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     out.with_suffix(".md").write_text(_markdown(result))
