@@ -116,6 +116,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="record at most this many")
     parser.add_argument("--range", default="0:1000000", help="START:END, the point indices")
     parser.add_argument("--reverse", action="store_true", help="record the last points first")
+    parser.add_argument("--only", default=None, help="a comma list of point indices")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     exp = load_experiment(args.experiment, args.set)
@@ -132,8 +133,9 @@ def main() -> None:
     first, last = (int(x) for x in args.range.split(":"))
     log = out / (f"_shard{index}.jsonl" if args.range == "0:1000000"
                  else f"_shard{index}of{count}_{first}-{last}.jsonl")
+    only = {int(x) for x in args.only.split(",")} if args.only else None
     todo = [(i, p) for i, p in enumerate(sweep.space.points())
-            if i % count == index and first <= i < last]
+            if i % count == index and first <= i < last and (only is None or i in only)]
     for i, point in (todo[::-1] if args.reverse else todo)[:args.limit]:
         if point.name in _done(out):  # by any shard (shards may overlap to share the work)
             continue
