@@ -49,7 +49,7 @@ def test_moasha_sweep_through_the_cli(tmp_path):
                               stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.time() + 900
     state = tmp_path / "runs" / "sweeps" / "moasha" / "sweep.json"
-    while time.time() < deadline and not state.is_file():  # the driver creates the store
+    while time.time() < deadline and not state.is_file() and driver.poll() is None:
         time.sleep(0.2)
     ended = None
     while time.time() < deadline and driver.poll() is None:  # Ctrl-C once 2 trials ended
