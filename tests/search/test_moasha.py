@@ -135,3 +135,33 @@ def test_bad_scheduler_sections(tree, message):
 
 def test_max_t_defaults_to_the_epochs():
     assert parse_moasha(dict(type="moasha"), OBJ, 12).max_t == 12
+
+
+def _sweep_exp(tmp_path, scheduler, epochs=4):
+    from mvit_lab.experiment import experiment_from_dict
+
+    tree = dict(name="s", data=dict(dataset="digits"),
+                model=dict(preset="hiera_t", input_size=[1, 16, 16], patch_kernel=[1, 2, 2],
+                           patch_stride=[1, 2, 2], patch_padding=[0, 0, 0], depths=[1, 1],
+                           embed_dim=8, mask_unit_size=[1, 4, 4],
+                           mask_unit_attn=[True, False], num_classes=10),
+                train=dict(epochs=epochs), search=dict(params={"embed_dim": {"choice": [8, 16]}}),
+                objectives={"val_top1": "max", "gflops": "min"}, scheduler=scheduler,
+                tracking=dict(uri=str(tmp_path / "mlruns.db")))
+    return experiment_from_dict(tree, str(tmp_path / "exp.yaml"))
+
+
+def test_the_sweep_section(tmp_path):
+    from mvit_lab.search.sweep import parse_sweep
+
+    sweep = parse_sweep(_sweep_exp(tmp_path, "moasha"))
+    assert sweep.scheduler == "moasha" and sweep.moasha == MOASHAConfig(max_t=4)
+    sweep = parse_sweep(_sweep_exp(tmp_path, dict(type="moasha", reduction_factor=2)))
+    assert sweep.moasha.rungs(0) == [1, 2]
+    with pytest.raises(ValueError, match="scheduler.type: a scheduler with settings must be "
+                                         "moasha, got 'asha'"):
+        parse_sweep(_sweep_exp(tmp_path, dict(type="asha")))
+    with pytest.raises(ValueError, match="scheduler: must be none, asha or moasha"):
+        parse_sweep(_sweep_exp(tmp_path, "hyperband"))
+    with pytest.raises(ValueError, match="scheduler.grace_period: 4 leaves no rung"):
+        parse_sweep(_sweep_exp(tmp_path, dict(type="moasha", grace_period=4)))
