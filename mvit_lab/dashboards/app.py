@@ -265,6 +265,16 @@ def create_app(tracking_uri: str | None = None, experiment: str | None = None,
         fig.update_layout(uirevision=sweep.parent_run_id)  # brushed ranges survive a refresh
         return fig, ""
 
+    @app.callback(Output("budget", "figure"), Input("state", "data"))
+    @_guard(lambda message: _empty_figure(message))
+    def budget(state: dict | None) -> Any:
+        from mvit_lab.dashboards.budget import budget_info, render_budget
+
+        if not state:
+            return _empty_figure()
+        sweep = current(state)
+        return render_budget(budget_info(sweep.records, sweep.objectives))
+
     @app.callback(Output("tables", "children"), Input("state", "data"))
     @_guard(lambda message: [layout.html.P(message, className="message")])
     def tables(state: dict | None) -> list:

@@ -346,6 +346,7 @@ def _trial_records(trials: pd.DataFrame | list[dict[str, Any]],
         rec["train"] = rec["config"].get("train") or {}
         rec["trial_id"] = _text(row.get("tag.trial_id"))
         rec["start_time"] = row.get("start_time")
+        rec["end_time"] = row.get("end_time")
         names = []
         for col, value in row.items():
             if col.startswith("metric.") and isinstance(value, (int, float)) \

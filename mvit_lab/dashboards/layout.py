@@ -122,6 +122,8 @@ def page(uri: str, refresh_s: float, views: int = 2) -> html.Div:
             *explain.tabs(),
             dcc.Tab(label="Design spaces", value="design",
                     children=html.Div(id="design-spaces")),
+            dcc.Tab(label="Budget", value="budget", children=dcc.Graph(  # early stopping
+                id="budget", config=dict(displaylogo=False), style={"height": "480px"})),
         ]),
     ], className="page")
 

@@ -114,8 +114,16 @@ class SweepProgress(Callback):
         result = dict(trial.last_result or {})
         status = result.get("status") or "finished"
         if status == "running":  # stopped by Ray (a time budget, a scheduler) mid-training
-            status = "interrupted"
+            status = "stopped" if self._stopped_at_rung(result) else "interrupted"
         self._ended(trial, status, self._line(trial, result, status))
+
+    stop_notes: str | None = None  # the trials folder, where MOASHA notes whom it stopped
+
+    def _stopped_at_rung(self, result: dict[str, Any]) -> bool:
+        from mvit_lab.search.moasha import STOPPED
+
+        key = result.get("trial_key")
+        return bool(self.stop_notes and key and (Path(self.stop_notes) / key / STOPPED).is_file())
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         result = dict(trial.last_result or {})
@@ -136,7 +144,9 @@ class SweepProgress(Callback):
         done_here = len(self.ended) - self.before
         line = (f"status: {running} running, {self.counts['finished']} finished, "
                 f"{self.counts['failed']} failed, {self.counts['pruned']} pruned, "
-                f"{pending} pending; {format_duration(elapsed)} elapsed")
+                + (f"{self.counts['stopped']} stopped early, " if self.counts.get("stopped")
+                   else "")
+                + f"{pending} pending; {format_duration(elapsed)} elapsed")
         if done_here and pending + running:
             left = elapsed / done_here * (pending + running)
             line += f", ~{format_duration(left)} left"
@@ -158,6 +168,11 @@ class SweepProgress(Callback):
             return f"pruned: {result.get('reason', '')}" + self._seconds(result)
         if status == "interrupted":
             return "stopped before it finished" + self._seconds(result)
+        if status == "stopped":  # by MOASHA: truncated, never on a front
+            return (f"stopped early at epoch {result.get('epoch')} (truncated): "
+                    + " ".join(f"{k} {_number(float(result[k]))}" for k in self.columns
+                               if isinstance(result.get(k), (int, float)))
+                    + self._seconds(result))
         cells = [f"{k} {_number(float(result[k]))}" for k in self.columns
                  if isinstance(result.get(k), (int, float))]
         return " ".join(cells) + self._seconds(result)

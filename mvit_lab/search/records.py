@@ -2,9 +2,10 @@
 driver, the CLI (``pareto``, ``ladders``, ``measure``) and the dashboards share.
 
 A record is a dict: ``run_id``, ``run_name``, ``status`` (the trial's own status tag:
-finished, pruned, failed, interrupted, running), ``truncated``, ``point``, ``seed``,
-``ladder_step``, ``design_space``, ``reason``, ``model`` (the architecture's knobs), every
-objective, the usual cost and accuracy metrics, and the labels of the cost axes (``cost_device``,
+finished, pruned, stopped, failed, interrupted, running), ``truncated``, ``point``, ``seed``,
+``ladder_step``, ``design_space``, ``reason``, ``stopped_epoch`` and ``stopped_rung``
+(early-stopped trials), ``model`` (the architecture's knobs), every objective, the usual cost
+and accuracy metrics, and the labels of the cost axes (``cost_device``,
 ``cost_protocol``, ...; see :mod:`mvit_lab.measure.costs`).
 """
 
@@ -43,6 +44,13 @@ def _rows(runs: Any) -> list[dict[str, Any]]:
     return runs.to_dict("records") if hasattr(runs, "to_dict") else list(runs)
 
 
+def _float(text: Any) -> float | None:
+    try:
+        return float(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+
+
 def sweep_records(runs: Any, objectives: tuple[Objective, ...]) -> list[dict[str, Any]]:
     """One record per trial run of ``runs`` (a :func:`mvit_lab.tracking.runs_dataframe`, or
     its rows as dicts: :func:`mvit_lab.tracking.flat_rows`)."""
@@ -54,7 +62,10 @@ def sweep_records(runs: Any, objectives: tuple[Objective, ...]) -> list[dict[str
                    point=row.get("tag.point"), seed=row.get("tag.seed"),
                    ladder_step=row.get("tag.ladder_step"),
                    design_space=row.get("tag.design_space"),
-                   reason=row.get("tag.reason"))
+                   reason=row.get("tag.reason"),
+                   # early-stopped (MOASHA): the epoch and rung where it stopped
+                   stopped_epoch=_float(row.get("tag.stopped_epoch")),
+                   stopped_rung=_float(row.get("tag.stopped_rung")))
         rec["model"] = {col[len("param.model."):]: param_value(value)
                         for col, value in row.items()
                         if col.startswith("param.model.") and isinstance(value, str)}

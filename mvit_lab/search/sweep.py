@@ -7,7 +7,9 @@ The experiment file gains sweep sections, all checked before anything starts::
     algorithm: nsga2          # grid | ladder | tpe | nsga2 | random (default from the space)
     budget: {samples: 16, seeds: 1, concurrency: 2}
     resources: {cpus: 1, gpus: 0}   # or {workers: 2, cpus_per_worker: 4, gpus_per_worker: 1}
-    scheduler: none           # none | asha (single objective only: see below)
+    scheduler: none           # none | asha (single objective only) | moasha (any number:
+                              # {type: moasha, grace_period, reduction_factor, max_t, brackets},
+                              # see mvit_lab.search.moasha)
     tracking: {uri: null, experiment: null}   # default: ./mlruns.db, the experiment's name
     measure: {batch: 32, dtype: auto, modes: [infer, train], protocol: {target_spread: 0.03},
               cache: null}        # costs: measured in isolation, cached (see measure.costs)
@@ -54,7 +56,7 @@ from mvit_lab.search.space import (
     resolve_point,
     validate_points,
 )
-from mvit_lab.search.trial import TrialSpec, run_trial, trial_id
+from mvit_lab.search.trial import EarlyStopped, TrialSpec, run_trial, trial_id
 
 __all__ = ["SweepConfig", "SweepInterrupted", "parse_sweep", "run_sweep"]
 
@@ -93,6 +95,7 @@ class SweepConfig:
         if self.space.mode == "design_spaces":
             return self.samples * len(self.space.spaces) * len(self.seeds)
         return len(self.space.points()) * len(self.seeds)
+    moasha: Any = None  # the MOASHAConfig when scheduler is moasha
 
 
 def _section(tree: dict[str, Any], name: str, known: set[str]) -> dict[str, Any]:
@@ -197,9 +200,21 @@ def parse_sweep(exp: Experiment) -> SweepConfig:
                          "workers: 1 (cpus / gpus) for experiments with a pretrain section")
     cpus, gpus = workers.workers * workers.cpus_per_worker, workers.workers * \
         workers.gpus_per_worker
-    scheduler = extra.get("scheduler") or "none"
-    if scheduler not in ("none", "asha"):
-        raise ValueError(f"scheduler: must be none or asha, got {scheduler!r}")
+    scheduler, moasha = extra.get("scheduler") or "none", None
+    if isinstance(scheduler, dict):  # {type: moasha, grace_period: ...}
+        from mvit_lab.search.moasha import parse_moasha
+
+        if scheduler.get("type") != "moasha":
+            raise ValueError(f"scheduler.type: a scheduler with settings must be moasha, got "
+                             f"{scheduler.get('type')!r}")
+        moasha = parse_moasha(scheduler, objectives, exp.train.epochs)
+        scheduler = "moasha"
+    elif scheduler == "moasha":
+        from mvit_lab.search.moasha import parse_moasha
+
+        moasha = parse_moasha({}, objectives, exp.train.epochs)
+    if scheduler not in ("none", "asha", "moasha"):
+        raise ValueError(f"scheduler: must be none, asha or moasha, got {scheduler!r}")
     if scheduler == "asha" and len(objectives) > 1:
         raise ValueError("scheduler: asha stops trials early and Optuna would take their "
                          "truncated values as complete; use none for multi-objective fronts")
@@ -215,7 +230,7 @@ def parse_sweep(exp: Experiment) -> SweepConfig:
         samples=samples, seeds=seeds, concurrency=concurrency, time_s=time_s, cpus=cpus,
         gpus=gpus, scheduler=scheduler, tracking_uri=resolve_tracking_uri(tracking.get("uri")),
         mlflow_experiment=tracking.get("experiment") or exp.name, measure=measure,
-        warnings=tuple(warnings), workers=workers, sampling_seed=sampling_seed,
+        warnings=tuple(warnings), workers=workers, sampling_seed=sampling_seed, moasha=moasha,
     )
 
 
@@ -410,16 +425,31 @@ def _trainable(config: dict[str, Any]) -> None:
             tune.report({k: v for k, v in metrics.items() if isinstance(v, (int, float, str))})
         except SystemExit:  # Ray stops the trial (Ctrl-C, a time budget): sys.exit(0)
             stopped.append(True)
-            if metrics.get("status") in ("finished", "pruned"):
+            if metrics.get("status") in ("finished", "pruned", "stopped"):
                 return  # its run is already recorded as ended: it stays so
+            note = _stop_note(spec, metrics)
+            if note is not None:  # the scheduler stopped it at a rung (MOASHA)
+                raise EarlyStopped(note) from None
             raise _Stopped from None
 
     try:
         run_trial(spec, report=report)
-    except _Stopped:
+    except (_Stopped, EarlyStopped):
         raise SystemExit(0) from None  # what Ray's stop expects of the training thread
     if stopped:
         raise SystemExit(0)
+
+
+def _stop_note(spec: TrialSpec, metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """What MOASHA wrote before stopping this trial, or None (Ray stopped it otherwise)."""
+    from mvit_lab.search.moasha import STOPPED
+
+    key = metrics.get("trial_key")
+    path = Path(spec.trials_dir) / str(key) / STOPPED
+    try:
+        return json.loads(path.read_text()) if key else None
+    except (OSError, ValueError):
+        return None
 
 
 class _Stopped(KeyboardInterrupt):
@@ -578,6 +608,7 @@ def _drive(exp: Experiment, sweep: SweepConfig, sweep_dir: Path, resume: bool,
     columns = tuple(dict.fromkeys([*(o.name for o in sweep.objectives), "gflops",
                                    "throughput"]))
     callback = SweepProgress(total, _describer(sweep), columns, write, every_s=status_every_s)
+    callback.stop_notes = str(trials_dir)
     interrupted = False
     try:
         trainable = tune.with_resources(_trainable, sweep.workers.driver_resources())
@@ -589,7 +620,7 @@ def _drive(exp: Experiment, sweep: SweepConfig, sweep_dir: Path, resume: bool,
             tuner._local_tuner.get_run_config().callbacks = [callback]
         else:
             tuner = tune.Tuner(trainable, param_space=_param_space(sweep, spec),
-                               tune_config=_tune_config(sweep),
+                               tune_config=_tune_config(sweep, sweep_dir),
                                run_config=tune.RunConfig(
                                    name="tune", storage_path=str(sweep_dir), verbose=0,
                                    callbacks=[callback],
@@ -767,7 +798,7 @@ def _param_space(sweep: SweepConfig, spec: dict[str, Any]) -> dict[str, Any]:
     return space
 
 
-def _tune_config(sweep: SweepConfig) -> Any:
+def _tune_config(sweep: SweepConfig, sweep_dir: Path) -> Any:
     from ray import tune
 
     # reused actors keep torch, MLflow and mvit-lab imported between trials
@@ -791,4 +822,9 @@ def _tune_config(sweep: SweepConfig) -> Any:
 
         (objective,) = sweep.objectives
         kw["scheduler"] = ASHAScheduler(metric=objective.name, mode=objective.sense)
+    if sweep.scheduler == "moasha":
+        from mvit_lab.search.moasha import MOASHAScheduler
+
+        kw["scheduler"] = MOASHAScheduler(sweep.moasha, sweep.objectives,
+                                          trials_dir=sweep_dir / "trials", state_dir=sweep_dir)
     return tune.TuneConfig(**kw)

@@ -36,7 +36,7 @@ from typing import Any
 from mvit_lab.experiment import Experiment, experiment_from_dict
 from mvit_lab.search.space import Point, SearchSpace, parse_space, resolve_point
 
-__all__ = ["OUTCOME", "TrialSpec", "TwinFailedError", "run_trial", "trial_id"]
+__all__ = ["OUTCOME", "EarlyStopped", "TrialSpec", "TwinFailedError", "run_trial", "trial_id"]
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +161,15 @@ def _write_outcome(out_dir: Path, outcome: dict[str, Any]) -> None:
     os.replace(tmp, out_dir / OUTCOME)
 
 
+class EarlyStopped(BaseException):
+    """The scheduler stopped this trial at a rung (``note``: rung, milestone, epoch, place):
+    raised by the report callback, recorded as ``stopped`` and ``truncated``, never failed."""
+
+    def __init__(self, note: dict[str, Any]) -> None:
+        super().__init__(f"stopped by the scheduler at epoch {note.get('epoch')}")
+        self.note = note
+
+
 class TwinFailedError(RuntimeError):
     """The twin that ran this (point, seed) failed; this draw reports the same failure."""
 
@@ -222,12 +231,14 @@ def _run(spec: TrialSpec, built: tuple[Experiment, Point, SearchSpace], tid: str
         from mvit_lab import __version__
 
         cost = count_flops(exp.model)
-        base = dict(gflops=cost.gflops, params=cost.params, trial_id=tid)
+        # trial_key: the stable id in every report (Ray replaces trial_id with its own)
+        base = dict(gflops=cost.gflops, params=cost.params, trial_id=tid, trial_key=tid)
         if exp.pretrain is not None:  # the MAE encoder's sparse cost, next to the dense one
             ratio = exp.pretrain.ratio_for(exp.data.is_video)
             sparse = count_flops(exp.pretrain.encoder_config(exp.model), mask_ratio=ratio)
             base.update(pretrain_gflops=sparse.gflops, encoder_gflops=cost.encoder_gflops)
-        tracker.log_metrics(run_id, {k: v for k, v in base.items() if k != "trial_id"}, step=0)
+        tracker.log_metrics(run_id, {k: v for k, v in base.items()
+                                     if k not in ("trial_id", "trial_key")}, step=0)
         broken = space.check_constraints(dict(gflops=cost.gflops, params=cost.params))
         if broken:
             reason = "; ".join(broken)
@@ -264,9 +275,13 @@ def _run(spec: TrialSpec, built: tuple[Experiment, Point, SearchSpace], tid: str
         tracker.log_dict(run_id, cost_records, "cost.json")  # the full records, with the key
         tracking_start = time.perf_counter()
 
+        ladder = {} if point.step is None else dict(ladder_step=point.step)
+        last: dict[str, Any] = {}
+
         def on_epoch(metrics: dict[str, Any]) -> None:
             tracker.log_metrics(run_id, metrics, step=int(metrics["epoch"]))
-            emit(dict(base, **metrics, status="running"))
+            last.update(metrics)
+            emit(dict(base, **metrics, status="running", **ladder))
 
         setup += time.perf_counter() - tracking_start
         resume = (out_dir / "checkpoint.pt").is_file()
@@ -307,6 +322,12 @@ def _run(spec: TrialSpec, built: tuple[Experiment, Point, SearchSpace], tid: str
         return final
     except BaseException as err:  # recorded, then re-raised for Ray
         reason = plain_text(f"{type(err).__name__}: {err}")
+        if isinstance(err, EarlyStopped):  # a rung's loser: truncated, never on a front
+            note = {f"stopped_{k}": str(v) for k, v in err.note.items()}
+            result = {**base, **last, "status": "stopped", "truncated": True,
+                      "stopped_rung": err.note.get("rung")}
+            finish("stopped", result, "FINISHED", truncated="true", **note)
+            raise
         if isinstance(err, KeyboardInterrupt):  # the sweep stops: resumable, not failed
             tracker.set_tags(run_id, dict(status="interrupted"))
             tracker.finish(run_id, "KILLED")
