@@ -62,7 +62,7 @@ def test_set_typos_suggest_keys_that_exist(tmp_path, capsys):
     path = _write(tmp_path)
     for item, message in [
         ("samples=3", "samples: --set needs section.key (did you mean 'budget.samples'?)"),
-        ("train.epoch=3", "train.epoch: unknown key (did you mean 'train.epochs'?)"),
+        ("train.epoch=3", "train.epoch: unknown key (did you mean 'train.epochs'"),
         ("trian.epochs=3", "trian: unknown section (did you mean 'train'?)"),
         ("model.pool_mod=max", "model.pool_mod: not an ArchConfig knob (did you mean "
                                "'pool_mode'?)"),

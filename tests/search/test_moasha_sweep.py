@@ -80,9 +80,13 @@ def test_moasha_sweep_through_the_cli(tmp_path):
     stopped = runs[runs["tag.status"] == "stopped"]
     assert len(stopped) >= 1, output
     assert set(stopped["status"]) == {"FINISHED"} and set(stopped["tag.truncated"]) == {"true"}
-    assert set(stopped["tag.stopped_epoch"].astype(float)) == {1.0}  # the only rung
-    assert (stopped["metric.epoch"] == 1).all()  # no epoch trained past the rung
-    assert "stopped early at epoch 1 (truncated)" in output
+    assert set(stopped["tag.stopped_rung"].astype(float)) == {0.0}  # the only rung: epoch 1
+    # ranked at its first report at or past the rung: epoch 1, or a later one for a trial
+    # whose epoch-1 report the interrupted driver never ranked; never trained past that report
+    epochs = stopped["tag.stopped_epoch"].astype(float)
+    assert ((epochs >= 1) & (epochs < 3)).all()
+    assert (stopped["metric.epoch"].astype(float) == epochs).all()
+    assert "stopped early at epoch" in output and "(truncated)" in output
     finished = runs[runs["tag.status"] == "finished"]
     assert len(finished) >= 1 and (finished["tag.truncated"] == "false").all()
     # the front holds finished trials only
