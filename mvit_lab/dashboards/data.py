@@ -29,7 +29,7 @@ from typing import Any
 import pandas as pd
 
 from mvit_lab.search.pareto import Objective
-from mvit_lab.search.records import SPACE_ARTIFACT, sweep_records
+from mvit_lab.search.records import SPACE_ARTIFACT, sweep_records, unflatten
 
 log = logging.getLogger(__name__)
 
@@ -69,30 +69,6 @@ def sense_of(name: str, objectives: Iterable[Objective] = ()) -> str:
 
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
-
-
-def _param_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def _unflatten(params: dict[str, str], prefix: str) -> dict[str, Any]:
-    """``{"a.b": "1", "a.c": "x"}`` under prefix ``"a."`` -> ``{"b": 1, "c": "x"}`` (nested)."""
-    out: dict[str, Any] = {}
-    for key, text in params.items():
-        if not key.startswith(prefix):
-            continue
-        *parents, leaf = key[len(prefix):].split(".")
-        node = out
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                break
-        else:
-            node[leaf] = _param_value(text)
-    return out
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -272,7 +248,7 @@ def _objectives(parent: dict[str, str], order: str | None = None) -> tuple[Objec
             return tuple(Objective(*item.split(":", 1)) for item in order.split(","))
         except (TypeError, ValueError):
             pass  # a hand-edited tag: fall back to the params
-    named = _unflatten(parent, "experiment.objectives.")
+    named = unflatten(parent, "experiment.objectives.")
     try:
         objectives = [Objective(k, v) for k, v in named.items()]
     except ValueError:
@@ -295,7 +271,7 @@ def _space_tree(parent: dict[str, str], search_dirs: Sequence[Path],
         return logged, "the search space logged on the sweep's parent run"
     text = parent.get("experiment.search")
     if text is None:
-        tree = _unflatten(parent, "experiment.search.")
+        tree = unflatten(parent, "experiment.search.")
         if tree:
             return tree, "the search space logged on the sweep's parent run"
         return None, "the sweep's parent run logged no search space"
@@ -323,7 +299,7 @@ def _base(parent: dict[str, str], search_dirs: Sequence[Path],
     if tree is None:
         return None, source
     try:
-        model = ArchConfig(**_unflatten(parent, "experiment.model."))
+        model = ArchConfig(**unflatten(parent, "experiment.model."))
         cfg = resolve_point(parse_space(tree), model, Point("base", {}, {}))
     except (ValueError, TypeError) as err:
         return None, f"the base architecture cannot be rebuilt from {source}: {err}"
@@ -342,7 +318,7 @@ def _trial_records(trials: pd.DataFrame | list[dict[str, Any]],
             rec[key] = _text(rec.get(key))
         params = {c[len("param."):]: v for c, v in row.items()
                   if c.startswith("param.") and isinstance(v, str)}
-        rec["config"] = _unflatten(params, "")
+        rec["config"] = unflatten(params, "")
         rec["train"] = rec["config"].get("train") or {}
         rec["trial_id"] = _text(row.get("tag.trial_id"))
         rec["start_time"] = row.get("start_time")

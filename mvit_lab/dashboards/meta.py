@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from mvit_lab.dashboards.data import DataError, Sweep
-from mvit_lab.search.records import SPACE_ARTIFACT, param_value
+from mvit_lab.search.records import SPACE_ARTIFACT, unflatten
 
 __all__ = ["parent_params", "read_runs", "run_times", "search_space", "unflatten"]
 
@@ -45,23 +45,6 @@ def parent_params(runs: pd.DataFrame, parent_run_id: str | None) -> dict[str, st
     row = row.iloc[0]
     return {c[len("param."):]: row[c] for c in row.index
             if c.startswith("param.") and isinstance(row[c], str)}
-
-
-def unflatten(params: dict[str, str], prefix: str) -> dict[str, Any]:
-    """``{"a.b": "1", "a.c": "[1, 2]"}`` under ``"a."`` -> ``{"b": 1, "c": [1, 2]}`` (nested)."""
-    out: dict[str, Any] = {}
-    for key, text in sorted(params.items()):
-        if not key.startswith(prefix):
-            continue
-        *parents, leaf = key[len(prefix):].split(".")
-        node = out
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                break
-        else:
-            node[leaf] = param_value(text)
-    return out
 
 
 def _seconds(value: Any) -> float | None:

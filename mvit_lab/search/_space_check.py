@@ -61,17 +61,6 @@ def _values(dist: Distribution) -> list[Any]:
     return list(range(dist.values[0], dist.values[1] + 1))
 
 
-def _draw(dist: Distribution, rng: random.Random) -> Any:
-    if dist.kind == "choice":
-        return rng.choice(dist.values)
-    low, high = dist.values
-    if dist.kind == "int":
-        return rng.randint(low, high)
-    if dist.kind == "float":
-        return rng.uniform(low, high)
-    return math.exp(rng.uniform(math.log(low), math.log(high)))
-
-
 def _point(change: dict[str, Any]) -> Point:
     name = ",".join(f"{k}={v}" for k, v in change.items())
     model = {k: v for k, v in change.items() if not k.startswith("train.")}
@@ -97,7 +86,7 @@ def check_params_space(space: SearchSpace, model_base: ArchConfig,
                    itertools.product(*(_values(space.params[k]) for k in model_keys))]
     else:
         rng = random.Random(seed)
-        changes = [{k: _draw(space.params[k], rng) for k in model_keys} for _ in range(draws)]
+        changes = [{k: space.params[k].draw(rng) for k in model_keys} for _ in range(draws)]
     problems: dict[str, str] = {}  # one example per distinct error (a sample repeats them)
     bad = 0
     for change in changes:

@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import random
 from collections.abc import Callable
 from typing import Any
 
 from mvit_lab.config import ArchConfig
-from mvit_lab.search.space import Distribution, Point, SearchSpace, resolve_point
+from mvit_lab.search.space import Point, SearchSpace, resolve_point
 
 __all__ = ["Cost", "interleave", "sample_design_points"]
 
@@ -43,17 +42,6 @@ def _count(cfg: ArchConfig) -> tuple[float, float]:
 
     cost = count_flops(cfg)
     return cost.gflops, float(cost.params)
-
-
-def _draw(rng: random.Random, dist: Distribution) -> Any:
-    if dist.kind == "choice":
-        return dist.values[rng.randrange(len(dist.values))]
-    low, high = dist.values
-    if dist.kind == "int":
-        return rng.randint(low, high)
-    if dist.kind == "float":
-        return rng.uniform(low, high)
-    return math.exp(rng.uniform(math.log(low), math.log(high)))
 
 
 def _fmt_range(values: list[float]) -> str:
@@ -90,7 +78,7 @@ def sample_design_points(space: SearchSpace, model_base: ArchConfig, samples: in
         budget = max(max_draws_per_sample * samples, UNREACHABLE_AFTER)
         while len(kept) < samples and draws < budget:
             draws += 1
-            change = {key: _draw(rng, dist) for key, dist in sub.params.items()}
+            change = {key: dist.draw(rng) for key, dist in sub.params.items()}
             key = json.dumps(change, sort_keys=True, default=str)
             if key in seen:
                 continue

@@ -80,7 +80,7 @@ def _configs(exp: Experiment, sweep: Any) -> tuple[list[ArchConfig], bool]:
     space = sweep.space
     if space.mode != "params":
         return [resolve_point(space, exp.model, p) for p in space.points()], True
-    from mvit_lab.search._space_check import _draw, _point
+    from mvit_lab.search._space_check import _point
 
     rng = random.Random(0)
     keys = [k for k in space.params if not k.startswith("train.")]
@@ -88,7 +88,7 @@ def _configs(exp: Experiment, sweep: Any) -> tuple[list[ArchConfig], bool]:
     for _ in range(_PARAMS_DRAWS if keys else 1):
         try:
             out.append(resolve_point(space, exp.model, _point(
-                {k: _draw(space.params[k], rng) for k in keys})))
+                {k: space.params[k].draw(rng) for k in keys})))
         except ValueError:
             continue  # unbuildable draws fail in milliseconds and write nothing
     return out or [exp.model], False

@@ -17,7 +17,7 @@ from typing import Any
 from mvit_lab.search.pareto import Objective
 
 __all__ = ["COST_METRICS", "COST_TAGS", "SPACE_ARTIFACT", "cost_labels", "cost_summary",
-           "param_value", "sweep_records"]
+           "param_value", "sweep_records", "unflatten"]
 
 SPACE_ARTIFACT = "search_space.json"  # the resolved search space, on the parent run
 
@@ -37,6 +37,24 @@ def param_value(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+
+
+def unflatten(params: dict[str, str], prefix: str) -> dict[str, Any]:
+    """``{"a.b": "1", "a.c": "[1, 2]"}`` under ``"a."`` -> ``{"b": 1, "c": [1, 2]}`` (nested):
+    a run's flattened params under ``prefix`` back to the tree they were logged from."""
+    out: dict[str, Any] = {}
+    for key, text in sorted(params.items()):
+        if not key.startswith(prefix):
+            continue
+        *parents, leaf = key[len(prefix):].split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                break
+        else:
+            node[leaf] = param_value(text)
+    return out
 
 
 def _rows(runs: Any) -> list[dict[str, Any]]:

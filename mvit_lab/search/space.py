@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,17 @@ CONSTRAINT_METRICS = ("gflops", "params")
 class Distribution:
     kind: str  # choice | int | float | log
     values: tuple[Any, ...]  # choice: the options; int / float / log: (low, high)
+
+    def draw(self, rng: random.Random) -> Any:
+        """One value, from ``rng`` (uniform; log-uniform for ``log``)."""
+        if self.kind == "choice":
+            return rng.choice(self.values)
+        low, high = self.values
+        if self.kind == "int":
+            return rng.randint(low, high)
+        if self.kind == "float":
+            return rng.uniform(low, high)
+        return math.exp(rng.uniform(math.log(low), math.log(high)))
 
 
 @dataclass(frozen=True)
