@@ -101,6 +101,8 @@ def test_moasha_sweep_through_the_cli(tmp_path):
     with open(max(states, key=os.path.getmtime), "rb") as f:
         study = pickle.load(f)["_ot_study"]
     told = [t.state.name for t in study.trials]
-    assert "PRUNED" in told and told.count("COMPLETE") <= len(finished)
+    # a repeat draw of a point reuses its outcome, so Optuna may hold more trials than MLflow
+    # has runs; but never more COMPLETE than the draws whose point was not stopped
+    assert "PRUNED" in told and told.count("COMPLETE") <= tree["budget"]["samples"] - len(stopped)
     # the runs ended before the interruption were not rerun
     assert ended <= set(runs["run_id"])

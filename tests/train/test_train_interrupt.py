@@ -20,6 +20,13 @@ TINY_MODEL = dict(preset="hiera_t", input_size=[1, 16, 16], patch_kernel=[1, 2, 
                   mask_unit_size=[1, 4, 4], mask_unit_attn=[True, False], num_classes=10)
 
 
+def _terminal_sigint():
+    """In the child before exec: SIGINT as in a terminal. A process inherits an ignored SIGINT
+    (a background job's, or one left by other code in this test worker) and Python then
+    installs no KeyboardInterrupt handler, so the Ctrl-C below would be lost."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _tree(epochs, **train_kw):
     return dict(name="tiny", data=dict(dataset="digits"), model=dict(TINY_MODEL),
                 train={**dict(epochs=epochs, batch_size=256, threads=1), **train_kw})
@@ -45,7 +52,8 @@ def test_ctrl_c_during_train_saves_and_says_how_to_continue(tmp_path):
     cmd = [sys.executable, "-m", "mvit_lab.cli", "train", str(path), "--out", "run"]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=_terminal_sigint)
     metrics = tmp_path / "run" / "metrics.json"
     deadline = time.time() + 240
     while time.time() < deadline and not (metrics.is_file() and metrics.read_text().strip()):
