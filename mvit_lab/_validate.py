@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 __all__ = ["MAX_INT", "_as_bool", "_as_choice", "_as_float", "_as_int", "_as_triple", "_fail",
-           "did_you_mean"]
+           "did_you_mean", "mapping_section"]
 
 # the largest integer any knob takes: torch sizes are int64, and far smaller limits apply to
 # each knob's meaning (see config.py); past this, arithmetic on sizes overflows silently
@@ -17,6 +17,19 @@ MAX_INT = 2**31 - 1
 
 def _fail(name: str, rule: str) -> ValueError:
     return ValueError(f"{name}: {rule}")
+
+
+def mapping_section(name: str, value: Any, known: Iterable[str]) -> dict[str, Any]:
+    """A config section ``name``: ``{}`` when absent, else a mapping of ``known`` keys only."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"{name}: must be a mapping, got {value!r}")
+    known = set(known)
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise ValueError(f"{name}.{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
+    return value
 
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:

@@ -35,6 +35,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from mvit_lab._validate import mapping_section
+
 __all__ = ["DRIVER_CPUS", "Workers", "max_concurrent", "parse_resources", "train_on_workers"]
 
 log = logging.getLogger(__name__)
@@ -83,13 +85,7 @@ RESOURCE_KEYS = {"cpus", "gpus", "workers", "cpus_per_worker", "gpus_per_worker"
 def parse_resources(tree: Any) -> Workers:
     """The sweep's ``resources`` section: ``{cpus, gpus}`` (one worker, today's form) or
     ``{workers, cpus_per_worker, gpus_per_worker}``; never both."""
-    tree = {} if tree is None else tree
-    if not isinstance(tree, dict):
-        raise ValueError(f"resources: must be a mapping, got {tree!r}")
-    unknown = sorted(set(tree) - RESOURCE_KEYS)
-    if unknown:
-        raise ValueError(f"resources.{unknown[0]}: unknown key (known: "
-                         f"{', '.join(sorted(RESOURCE_KEYS))})")
+    tree = mapping_section("resources", tree, RESOURCE_KEYS)
     per_worker = {"workers", "cpus_per_worker", "gpus_per_worker"} & set(tree)
     one = {"cpus", "gpus"} & set(tree)
     if per_worker and one:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mvit_lab._validate import mapping_section
 from mvit_lab.config import ArchConfig
 from mvit_lab.configfile import safe_load
 from mvit_lab.experiment import Experiment
@@ -99,13 +100,7 @@ class SweepConfig:
 
 
 def _section(tree: dict[str, Any], name: str, known: set[str]) -> dict[str, Any]:
-    value = tree.get(name) or {}
-    if not isinstance(value, dict):
-        raise ValueError(f"{name}: must be a mapping")
-    unknown = sorted(set(value) - known)
-    if unknown:
-        raise ValueError(f"{name}.{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
-    return value
+    return mapping_section(name, tree.get(name) or None, known)
 
 
 def _number(name: str, value: Any, minimum: float, integer: bool = False) -> Any:
@@ -295,13 +290,7 @@ def parse_measure(tree: Any, base: str | Path | None = None) -> dict[str, Any]:
     """
     from mvit_lab.measure.speed import DTYPES, MODES, Protocol
 
-    tree = {} if tree is None else tree
-    if not isinstance(tree, dict):
-        raise ValueError(f"measure: must be a mapping, got {tree!r}")
-    unknown = sorted(set(tree) - MEASURE_KEYS)
-    if unknown:
-        raise ValueError(f"measure.{unknown[0]}: unknown key (known: "
-                         f"{', '.join(sorted(MEASURE_KEYS))})")
+    tree = mapping_section("measure", tree, MEASURE_KEYS)
     out: dict[str, Any] = dict(batch=_number("measure.batch", tree.get("batch", 32), 1,
                                              integer=True))
     dtype = tree.get("dtype", "auto")
