@@ -152,6 +152,11 @@ class TrainConfig:
     # (the weights of the best val_top1 epoch), none; keep_weights adds the final weights
     keep: str = "last"
     keep_weights: bool = False
+    # the resumable checkpoint (mvit_lab.train.checkpoint): file (checkpoint.pt, rank 0),
+    # sharded (PyTorch's distributed checkpoint, every worker writes its part), auto: sharded
+    # with several workers; async_checkpoint writes a sharded one while validation runs
+    checkpoint_format: str = "auto"
+    async_checkpoint: bool = True
 
     def __post_init__(self) -> None:
         _as_int("train.epochs", self.epochs)
@@ -199,9 +204,10 @@ class TrainConfig:
         _as_int("train.seed", self.seed, minimum=0)
         _as_choice("train.amp", self.amp, ("auto", "bfloat16", "float16", "none"))
         for name in ("compile", "activation_checkpointing", "fused_adamw", "tf32", "pin_memory",
-                     "keep_weights"):
+                     "keep_weights", "async_checkpoint"):
             _as_bool(f"train.{name}", getattr(self, name))
         _as_choice("train.keep", self.keep, ("last", "best", "none"))
+        _as_choice("train.checkpoint_format", self.checkpoint_format, ("auto", "file", "sharded"))
         if self.amp == "float16" and self.device == "cpu":
             raise _fail("train.amp", "float16 autocast needs CUDA; on the CPU use bfloat16 "
                                      "or none")

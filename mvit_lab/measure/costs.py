@@ -11,10 +11,20 @@ once per device, and no measurement times another trial's work.
 
 The cache is a folder of small JSON files, one per key, written atomically (a rename), so
 concurrent trials and nodes sharing the folder never read a half-written entry.
+
+On the CPU (``protocol.reference`` unset or true) each measurement also times the reference
+model in alternate blocks (``measure.speed``) and reports the architecture's speed at the
+node's calibrated reference speed: ``items_per_s = ratio * calibration``. The calibration is
+the reference model timed alone, once per node, (dtype, batch, mode, torch) and kept in
+``$MVIT_LAB_CACHE/calibration`` (default ``~/.cache/mvit-lab/calibration``), so two sweeps on one
+node share it and their figures differ only by the ratio's noise, not by the machine's drift
+between them. The raw figure is kept beside it (``raw_items_per_s``); on a GPU, where isolated
+timings hold, no reference is timed unless asked.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -29,9 +39,16 @@ import torch
 from mvit_lab.config import ArchConfig
 from mvit_lab.measure._devices import device_name
 from mvit_lab.measure.isolation import device_lock, foreground
-from mvit_lab.measure.speed import MODES, Protocol, ThroughputReport, measure_throughput
+from mvit_lab.measure.speed import (
+    MODES,
+    REFERENCE,
+    Protocol,
+    ThroughputReport,
+    measure_throughput,
+)
 
-__all__ = ["CostCache", "CostRecord", "cost_key", "cost_metrics", "cost_tags", "measure_costs"]
+__all__ = ["CostCache", "CostRecord", "calibration_dir", "calibration_protocol", "cost_key",
+           "cost_metrics", "cost_tags", "measure_costs", "reference_speed"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +90,11 @@ class CostRecord:
     sdpa_backend: str | None = None
     nice: int = 0  # the measuring process's nice value (Ray workers start at 15)
     measured_at: float = field(default_factory=time.time)
+    # with a reference: the speed as timed, the ratio to the reference in the same window,
+    # and the node's calibrated reference speed that items_per_s = ratio * calibration uses
+    raw_items_per_s: float | None = None
+    reference_ratio: float | None = None
+    reference_calibration: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,15 +105,23 @@ class CostRecord:
 
     @classmethod
     def from_report(cls, key: str, report: ThroughputReport, waited: float | None,
-                    nice: int = 0) -> CostRecord:
+                    nice: int = 0, calibration: float | None = None) -> CostRecord:
+        speed = report.items_per_s
+        extra: dict[str, Any] = {}
+        if report.reference_ratio is not None and calibration is not None:
+            speed = report.reference_ratio * calibration
+            extra = dict(raw_items_per_s=report.items_per_s,
+                         reference_ratio=report.reference_ratio,
+                         reference_calibration=calibration)
         return cls(key=key, mode=report.mode, device_name=report.device_name,
                    dtype=report.dtype, batch_size=report.batch_size, protocol=report.protocol,
-                   torch_version=torch.__version__, items_per_s=report.items_per_s,
-                   latency_ms=report.latency_ms, peak_memory_mb=report.peak_memory_mb,
+                   torch_version=torch.__version__, items_per_s=speed,
+                   latency_ms=1e3 * report.batch_size / speed,
+                   peak_memory_mb=report.peak_memory_mb,
                    memory_kind=report.memory_kind, spread=report.spread, blocks=report.blocks,
                    converged=report.converged, isolated=waited is not None,
                    waited_s=waited or 0.0, seconds=report.seconds,
-                   sdpa_backend=report.sdpa_backend, nice=nice)
+                   sdpa_backend=report.sdpa_backend, nice=nice, **extra)
 
 
 class CostCache:
@@ -150,6 +180,8 @@ def measure_costs(cfg: ArchConfig, *, device: str = "cpu", dtype: str = "float32
     if unknown or not modes:
         raise ValueError(f"modes: each must be one of {', '.join(MODES)}; got {list(modes)}")
     dev = torch.device(device)
+    if protocol.reference is None:  # auto: a shared CPU drifts, an isolated GPU does not
+        protocol = dataclasses.replace(protocol, reference=dev.type == "cpu")
     name = device_name(dev)
     keys = {m: cost_key(cfg, name, dtype, batch_size, m, protocol.name) for m in modes}
     out: dict[str, CostRecord] = {}
@@ -169,15 +201,67 @@ def measure_costs(cfg: ArchConfig, *, device: str = "cpu", dtype: str = "float32
             if hit is not None:
                 out[mode], cached[mode] = hit, True
                 continue
+            calibration = (reference_speed(device, dtype, batch_size, mode, protocol)
+                           if protocol.reference else None)
             torch.manual_seed(0)
             report = measure_throughput(build_model(cfg), batch_size=batch_size, device=device,
                                         dtype=dtype, mode=mode, protocol=protocol,
                                         backend=backend)
-            record = CostRecord.from_report(keys[mode], report, waited, nice)
+            record = CostRecord.from_report(keys[mode], report, waited, nice, calibration)
             if record.isolated:  # an unisolated figure is reported, never reused
                 cache.put(record)
             out[mode], cached[mode] = record, False
     return out, cached
+
+
+def calibration_dir() -> Path:
+    """Where this node keeps its reference speeds: ``$MVIT_LAB_CACHE/calibration`` (default
+    ``~/.cache/mvit-lab/calibration``), beside the dataset manifests."""
+    from mvit_lab.data.manifest import cache_dir
+
+    return cache_dir() / "calibration"
+
+
+def calibration_protocol(protocol: Protocol) -> Protocol:
+    """The reference timed alone: the measurements' protocol with three times the blocks."""
+    return dataclasses.replace(protocol, reference=False, min_blocks=3 * protocol.min_blocks,
+                               max_blocks=max(protocol.max_blocks, 3 * protocol.min_blocks))
+
+
+def reference_speed(device: str, dtype: str, batch_size: int, mode: str,
+                    protocol: Protocol | None = None) -> float:
+    """The reference model's items/s on this node for (device, dtype, batch, mode, torch,
+    protocol): timed alone once (call it holding the device lock exclusively), then read
+    back."""
+    from mvit_lab.build import build_model
+    from mvit_lab.measure.speed import reference_config
+
+    name = device_name(torch.device(device))
+    timing = calibration_protocol(protocol or Protocol())
+    key = cost_key(reference_config(), name, dtype, batch_size, mode,
+                   f"calibration:{REFERENCE}:{timing.name}")
+    folder = calibration_dir()
+    path = folder / f"{key}.json"
+    try:
+        return float(json.loads(path.read_text())["items_per_s"])
+    except FileNotFoundError:
+        pass
+    except (ValueError, TypeError, KeyError) as err:  # damaged: calibrate again
+        log.warning("calibration: ignoring unreadable %s (%s)", path, err)
+    torch.manual_seed(0)
+    report = measure_throughput(build_model(reference_config()), batch_size=batch_size,
+                                device=device, dtype=dtype, mode=mode,
+                                protocol=timing)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(dict(reference=REFERENCE, device_name=name, dtype=dtype,
+                                   batch_size=batch_size, mode=mode, torch=torch.__version__,
+                                   items_per_s=report.items_per_s, spread=report.spread,
+                                   measured_at=time.time()), indent=1) + "\n")
+    os.replace(tmp, path)
+    log.info("calibrated %s on %s (%s, batch %d, %s): %.1f items/s", REFERENCE, name, dtype,
+             batch_size, mode, report.items_per_s)
+    return report.items_per_s
 
 
 def cost_metrics(records: dict[str, CostRecord]) -> dict[str, float]:
@@ -205,4 +289,10 @@ def cost_tags(records: dict[str, CostRecord], cached: dict[str, bool]) -> dict[s
         tags[f"cost_{mode}_isolated"] = str(record.isolated).lower()
         if record.sdpa_backend:
             tags["cost_sdpa_backend"] = record.sdpa_backend
+        if record.reference_ratio is not None:  # the speed as timed, before the reference
+            tags[f"cost_{mode}_raw"] = f"{record.raw_items_per_s:.2f}"
+            tags[f"cost_{mode}_reference_ratio"] = f"{record.reference_ratio:.4f}"
+            tags[f"cost_{mode}_calibration"] = f"{record.reference_calibration:.2f}"
+            tags["cost_reference"] = (f"{REFERENCE}: items/s = ratio to the reference model x "
+                                      "the node's calibrated reference speed")
     return tags

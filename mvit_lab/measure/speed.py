@@ -10,6 +10,13 @@ of blocks, its spread, the number of blocks, and whether the target was met.
 ``mode="infer"`` times a forward pass under ``inference_mode``; ``mode="train"`` a training
 step: forward, cross-entropy, backward and an AdamW update (fused on CUDA).
 
+``Protocol(reference=True)`` also times a fixed reference model (:func:`reference_config`,
+the same batch, dtype and mode) in alternate blocks, and judges the spread on the per-block
+ratio of the two speeds. A shared CPU's speed drifts by tens of percent from minute to minute
+(frequency, neighbours); both models drift together, so their ratio holds where the absolute
+figure does not. The report gives the ratio (``reference_ratio``) beside the raw speed;
+``measure.costs`` turns it into items/s at the node's calibrated reference speed.
+
 MFU is the achieved model FLOP/s over the device's peak: ``2 * multiply-adds`` per item, times
 3 in training (forward + backward), against the datasheet peak for the device name and dtype,
 ``peak_tflops=`` when given, or a measured matmul rate where the table has no entry (CPUs).
@@ -35,6 +42,17 @@ __all__ = ["Protocol", "ThroughputReport", "measure_throughput", "sdpa_backends"
 
 DTYPES = ("float32", "bfloat16", "float16")
 MODES = ("infer", "train")
+REFERENCE = "ref-v1"  # the reference model's name; a new one needs a new name
+
+
+def reference_config() -> Any:
+    """The reference model (``ref-v1``): a small MViTv2 on 16x16 inputs (depths 1-2-1, width
+    16, one head), the size of the models CPU sweeps search over."""
+    from mvit_lab.presets import get_config
+
+    return get_config("mvitv2_t", input_size=(1, 16, 16), patch_kernel=(1, 3, 3),
+                      patch_stride=(1, 2, 2), patch_padding=(0, 1, 1), depths=(1, 2, 1),
+                      embed_dim=16, num_heads=1, kv_stride=(1, 2, 2), num_classes=10)
 
 
 @dataclass(frozen=True)
@@ -49,6 +67,8 @@ class Protocol:
     max_s: float = 30.0
     iters: int | None = None  # steps per block (None: as many as fill block_s)
     warmup_iters: int = 2  # at least this many warm-up steps, however long warmup_s is
+    # time the reference model in alternate blocks (None: measure.costs decides by device)
+    reference: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("warmup_s", "block_s", "max_s"):
@@ -68,6 +88,9 @@ class Protocol:
         if not isinstance(self.target_spread, (int, float)) or not self.target_spread > 0:
             raise ValueError(f"protocol.target_spread: must be a number > 0, got "
                              f"{self.target_spread!r}")
+        if self.reference is not None and not isinstance(self.reference, bool):
+            raise ValueError(f"protocol.reference: must be true, false or null (auto: on the "
+                             f"CPU), got {self.reference!r}")
 
     @property
     def name(self) -> str:
@@ -76,8 +99,9 @@ class Protocol:
             return (f"fixed(warmup {self.warmup_iters}, {self.min_blocks} blocks of "
                     f"{self.iters})")
         size = f"{self.iters} steps" if self.iters else f"{self.block_s:g}s"
+        versus = f", vs {REFERENCE}" if self.reference else ""
         return (f"blocks-v1(warmup {self.warmup_s:g}s, {size} blocks, {self.min_blocks} "
-                f"within {100 * self.target_spread:g}%, cap {self.max_s:g}s)")
+                f"within {100 * self.target_spread:g}%, cap {self.max_s:g}s{versus})")
 
     @classmethod
     def fixed(cls, blocks: int, iters: int = 1, warmup: int = 2) -> Protocol:
@@ -111,6 +135,10 @@ class ThroughputReport:
     peak_source: str | None  # "table" | "given" | "measured matmul"
     mfu: float | None
     sdpa_backend: str | None = None  # the attention kernel(s) that ran, when asked for
+    # with Protocol(reference=True): this model's speed over the reference's, block by block
+    # (median of the window), and the reference's own speed in that window
+    reference_ratio: float | None = None
+    reference_items_per_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -166,6 +194,75 @@ def measure_throughput(
         cfg = model.cfg
         input_shape = (cfg.in_chans, *(cfg.input_size[1:] if cfg.is_image else cfg.input_size))
     began = time.perf_counter()
+    step, optimizer = _step(model, dev, input_shape, batch_size, dtype, mode, compile)
+    ref_step = None
+    if protocol.reference:
+        from mvit_lab.build import build_model
+
+        torch.manual_seed(0)
+        ref = build_model(reference_config())
+        ref_shape = (ref.cfg.in_chans, *ref.cfg.input_size[1:])
+        ref_step, _ = _step(ref, dev, ref_shape, batch_size, dtype, mode, False)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+        memory = None
+    else:
+        memory = ProcessPeakMemory()
+    with memory or nullcontext():
+        steps = [step] if ref_step is None else [step, ref_step]
+        iters = []
+        for one in steps:
+            step_s = _warm_up(one, dev, protocol.warmup_s, protocol.warmup_iters)
+            iters.append(protocol.iters or max(1, round(protocol.block_s / max(step_s, 1e-9))))
+        blocks = _timed_blocks(steps, dev, iters, protocol)
+    if optimizer is not None:
+        optimizer.zero_grad(set_to_none=True)
+    if dev.type == "cuda":
+        peak_bytes, kind = torch.cuda.max_memory_allocated(dev), "cuda allocator peak"
+    else:
+        peak_bytes = memory.peak_bytes
+        kind = "process peak RSS" if memory.exact else "process lifetime peak RSS"
+    medians = [b[0] for b in blocks]
+    ratio = ref_speed = None
+    if ref_step is None:
+        start, spread = _best_window(medians, protocol.min_blocks)
+    else:  # judged on the ratio: the machine's drift moves both models
+        start, spread = _best_window([b[1] / b[0] for b in blocks], protocol.min_blocks)
+        window = blocks[start:start + protocol.min_blocks]
+        ratio = statistics.median(b[1] / b[0] for b in window)
+        ref_speed = batch_size / statistics.median(b[1] for b in window)
+    seconds = statistics.median(medians[start:start + protocol.min_blocks])
+    items_per_s = batch_size / seconds
+    sdpa = sdpa_backends(step) if backend else None
+    name = device_name(dev)
+    gflops = None
+    if isinstance(model, MultiscaleViT):
+        gflops = count_flops(model.cfg).gflops
+    peak, source = peak_tflops_override, "given" if peak_tflops_override else None
+    if peak is None:
+        peak = peak_tflops(name, dtype)
+        source = "table" if peak is not None else None
+    if peak is None:
+        peak, source = matmul_tflops(dev.type, dtype), "measured matmul"
+    achieved = None
+    mfu = None
+    if gflops is not None:
+        achieved = 2 * gflops * 1e9 * (3 if mode == "train" else 1) * items_per_s / 1e12
+        mfu = achieved / peak
+    return ThroughputReport(
+        device=str(dev), device_name=name, mode=mode, dtype=dtype, batch_size=batch_size,
+        compiled=compile, items_per_s=items_per_s, latency_ms=seconds * 1e3, spread=spread,
+        blocks=len(medians), iters=iters[0], converged=spread <= protocol.target_spread,
+        protocol=protocol.name, seconds=time.perf_counter() - began,
+        peak_memory_mb=peak_bytes / 2**20, memory_kind=kind, gflops_per_item=gflops,
+        achieved_tflops=achieved, peak_tflops=peak, peak_source=source, mfu=mfu,
+        sdpa_backend=sdpa, reference_ratio=ratio, reference_items_per_s=ref_speed,
+    )
+
+
+def _step(model: nn.Module, dev: torch.device, input_shape: tuple[int, ...], batch_size: int,
+          dtype: str, mode: str, compile: bool) -> tuple[Callable[[], None], Any]:
+    """One timed step of ``model`` (inference, or a training step with its AdamW)."""
     model = model.to(dev)
     model.train(mode == "train")
     runner = torch.compile(model) if compile else model
@@ -193,50 +290,7 @@ def measure_throughput(
         loss.backward()
         optimizer.step()
 
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
-        memory = None
-    else:
-        memory = ProcessPeakMemory()
-    with memory or nullcontext():
-        step_s = _warm_up(step, dev, protocol.warmup_s, protocol.warmup_iters)
-        iters = protocol.iters or max(1, round(protocol.block_s / max(step_s, 1e-9)))
-        medians = _timed_blocks(step, dev, iters, protocol)
-    if optimizer is not None:
-        optimizer.zero_grad(set_to_none=True)
-    if dev.type == "cuda":
-        peak_bytes, kind = torch.cuda.max_memory_allocated(dev), "cuda allocator peak"
-    else:
-        peak_bytes = memory.peak_bytes
-        kind = "process peak RSS" if memory.exact else "process lifetime peak RSS"
-    window, spread = _best_window(medians, protocol.min_blocks)
-    seconds = statistics.median(window)
-    items_per_s = batch_size / seconds
-    sdpa = sdpa_backends(step) if backend else None
-    name = device_name(dev)
-    gflops = None
-    if isinstance(model, MultiscaleViT):
-        gflops = count_flops(model.cfg).gflops
-    peak, source = peak_tflops_override, "given" if peak_tflops_override else None
-    if peak is None:
-        peak = peak_tflops(name, dtype)
-        source = "table" if peak is not None else None
-    if peak is None:
-        peak, source = matmul_tflops(dev.type, dtype), "measured matmul"
-    achieved = None
-    mfu = None
-    if gflops is not None:
-        achieved = 2 * gflops * 1e9 * (3 if mode == "train" else 1) * items_per_s / 1e12
-        mfu = achieved / peak
-    return ThroughputReport(
-        device=str(dev), device_name=name, mode=mode, dtype=dtype, batch_size=batch_size,
-        compiled=compile, items_per_s=items_per_s, latency_ms=seconds * 1e3, spread=spread,
-        blocks=len(medians), iters=iters, converged=spread <= protocol.target_spread,
-        protocol=protocol.name, seconds=time.perf_counter() - began,
-        peak_memory_mb=peak_bytes / 2**20, memory_kind=kind, gflops_per_item=gflops,
-        achieved_tflops=achieved, peak_tflops=peak, peak_source=source, mfu=mfu,
-        sdpa_backend=sdpa,
-    )
+    return step, optimizer
 
 
 def _warm_up(step: Callable[[], None], dev: torch.device, seconds: float, least: int) -> float:
@@ -252,35 +306,38 @@ def _warm_up(step: Callable[[], None], dev: torch.device, seconds: float, least:
     return last
 
 
-def _timed_blocks(step: Callable[[], None], dev: torch.device, iters: int,
-                  protocol: Protocol) -> list[float]:
-    """Median step time of each block, until the last ``min_blocks`` agree or time is up."""
-    medians: list[float] = []
+def _timed_blocks(steps: list[Callable[[], None]], dev: torch.device, iters: list[int],
+                  protocol: Protocol) -> list[list[float]]:
+    """Per block, the median step time of each of ``steps`` (timed one after the other),
+    until the last ``min_blocks`` agree (the first step's times; with two steps, their
+    ratio) or time is up."""
+    blocks: list[list[float]] = []
     start = time.perf_counter()
-    while len(medians) < protocol.max_blocks:
-        medians.append(statistics.median(_time_steps(step, iters, dev)))
-        if len(medians) >= protocol.min_blocks:
-            last = medians[-protocol.min_blocks:]
+    while len(blocks) < protocol.max_blocks:
+        blocks.append([statistics.median(_time_steps(one, n, dev))
+                       for one, n in zip(steps, iters)])
+        if len(blocks) >= protocol.min_blocks:
+            last = [b[0] if len(b) == 1 else b[1] / b[0] for b in blocks[-protocol.min_blocks:]]
             if _spread(last) <= protocol.target_spread:
                 break
             if time.perf_counter() - start > protocol.max_s:
                 break
-    return medians
+    return blocks
 
 
 def _spread(values: list[float]) -> float:
     return (max(values) - min(values)) / statistics.median(values)
 
 
-def _best_window(medians: list[float], size: int) -> tuple[list[float], float]:
-    """The ``size`` consecutive blocks with the least spread (the last one on a tie): a
-    disturbance early or late in the measurement does not move the result."""
-    size = min(size, len(medians))
-    best, best_spread = medians[-size:], _spread(medians[-size:])
-    for i in range(len(medians) - size, -1, -1):
-        window = medians[i:i + size]
-        if _spread(window) < best_spread:
-            best, best_spread = window, _spread(window)
+def _best_window(values: list[float], size: int) -> tuple[int, float]:
+    """Where the ``size`` consecutive blocks with the least spread start (the last one on a
+    tie), and their spread: a disturbance early or late in the measurement does not move the
+    result."""
+    size = min(size, len(values))
+    best, best_spread = len(values) - size, _spread(values[-size:])
+    for i in range(len(values) - size, -1, -1):
+        if _spread(values[i:i + size]) < best_spread:
+            best, best_spread = i, _spread(values[i:i + size])
     return best, best_spread
 
 

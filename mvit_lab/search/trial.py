@@ -284,7 +284,9 @@ def _run(spec: TrialSpec, built: tuple[Experiment, Point, SearchSpace], tid: str
             emit(dict(base, **metrics, status="running", **ladder))
 
         setup += time.perf_counter() - tracking_start
-        resume = (out_dir / "checkpoint.pt").is_file()
+        from mvit_lab.train.checkpoint import has_checkpoint
+
+        resume = has_checkpoint(out_dir)
         train_start = time.perf_counter()
 
         def on_pretrain_epoch(metrics: dict[str, Any]) -> None:  # MLflow only: Tune's
@@ -317,7 +319,8 @@ def _run(spec: TrialSpec, built: tuple[Experiment, Point, SearchSpace], tid: str
         if tracker.offline:
             final["tracking"] = "journal"
         finish("finished", final, "FINISHED", truncated="false",
-               **{k: str(final[k]) for k in ("attention_kernel", "amp_dtype") if k in final})
+               **{k: str(final[k]) for k in ("attention_kernel", "amp_dtype", "checkpoint_format")
+                  if k in final})
         emit(final)
         return final
     except BaseException as err:  # recorded, then re-raised for Ray

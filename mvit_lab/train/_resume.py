@@ -22,7 +22,8 @@ RUNTIME_KEYS = frozenset({"train.threads", "train.device", "data.num_workers",
                           # speed and retention switches: the same step up to rounding
                           "train.compile", "train.activation_checkpointing",
                           "train.fused_adamw", "train.tf32", "train.pin_memory", "train.keep",
-                          "train.keep_weights"})
+                          "train.keep_weights", "train.checkpoint_format",
+                          "train.async_checkpoint"})
 
 
 def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:

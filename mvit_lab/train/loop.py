@@ -32,7 +32,6 @@ from mvit_lab.measure.isolation import guard
 from mvit_lab.train._shared import (
     EpochCallback,
     amp_setup,
-    atomic_save,
     get_device,
     make_loader,
     progress,
@@ -43,6 +42,7 @@ from mvit_lab.train._shared import (
     world,
 )
 from mvit_lab.train.batch import BatchPrep
+from mvit_lab.train.checkpoint import Checkpointer
 from mvit_lab.train.distributed import (
     agree,
     all_sum,
@@ -68,7 +68,6 @@ __all__ = ["TrainResult", "evaluate", "lr_at", "train"]
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT = "checkpoint.pt"
 
 
 @dataclass
@@ -217,16 +216,13 @@ def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = 
     use_amp, autocast, scaler = amp_setup(device, cfg.amp)
     history: list[dict[str, Any]] = []
     start_epoch = 0
+    saver = Checkpointer(out, cfg.checkpoint_format, cfg.async_checkpoint)
     if out is not None:  # (experiment.json is written above, before pretraining)
         if is_main():
             _write_reports(out, data)
-        if resume and (out / CHECKPOINT).is_file():
-            state = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
+        state = saver.load_latest(model, optimizer, ema) if resume else None
+        if state is not None:
             scaler.load_state_dict(state["scaler"])
-            if ema is not None and "ema" in state:
-                ema.load_state_dict(state["ema"])
             mine = own_rng(state)  # each rank its own streams
             gen.set_state(mine["data_rng"])
             restore_rng(mine)
@@ -264,6 +260,7 @@ def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = 
             loss_sum += loss.item() * len(x)
             seen += len(x)
         loss_sum, seen = all_sum(loss_sum, seen)  # every rank's shard
+        saver.start(epoch, model, optimizer, ema)  # sharded: written while validation runs
         metrics: dict[str, Any] = dict(epoch=epoch + 1, train_loss=loss_sum / seen, lr=lr_now)
         final_epoch = epoch == cfg.epochs - 1
         shuffle = shuffled_seed if cfg.shuffled_eval == "every" or (
@@ -284,8 +281,8 @@ def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = 
         metrics["epoch_seconds"] = time.perf_counter() - epoch_start
         history.append(metrics)
         ranks_rng = gather_rng(dict(data_rng=gen.get_state(), **rng_state()))
-        if out is not None and is_main():  # rank 0 saves; every rank restores
-            _save_checkpoint(out, model, optimizer, scaler, gen, epoch, history, ema, ranks_rng)
+        saver.commit(model, optimizer, scaler, gen, epoch, history, ema, ranks_rng)
+        if out is not None and is_main():  # every rank restores its own streams
             if cfg.keep == "best" and is_best(history):
                 save_weights(out / BEST, model, ema, epoch)
             (out / "metrics.json").write_text(json.dumps(history, indent=2) + "\n")
@@ -295,7 +292,8 @@ def train(exp: Experiment, out_dir: str | Path | None = None, *, resume: bool = 
     final.update(params=params, train_seconds=time.perf_counter() - started,
                  epochs=cfg.epochs, device=str(device), num_classes=data.num_classes,
                  global_batch=cfg.batch_size * accum * devices, accumulation=accum,
-                 amp_dtype=amp_dtype(cfg.amp, device), attention_kernel=kernel or "not run")
+                 amp_dtype=amp_dtype(cfg.amp, device), attention_kernel=kernel or "not run",
+                 checkpoint_format=saver.format, checkpoint_seconds=saver.blocked_seconds)
     if devices > 1:  # every replica ends with rank 0's weights, or the run fails
         final.update(workers=devices, weights_sha256=check_replicas(model))
     if pretrain_history:
@@ -318,20 +316,6 @@ def _first_step(model: nn.Module, x: torch.Tensor) -> tuple[str, torch.Tensor]:
     kernel = attention_kernel(lambda: outputs.append(model(x)))
     log.info("attention kernel: %s", kernel)
     return kernel, outputs[0]
-
-
-def _save_checkpoint(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                     scaler: Any, gen: torch.Generator, epoch: int,
-                     history: list[dict[str, Any]], ema: Any = None,
-                     ranks_rng: list[dict[str, Any]] | None = None) -> None:
-    state = dict(model=model.state_dict(), optimizer=optimizer.state_dict(),
-                 scaler=scaler.state_dict(), data_rng=gen.get_state(), epoch=epoch,
-                 history=json.dumps(history), **rng_state())
-    if ranks_rng is not None:  # a multi-worker run: each rank's streams
-        state["ranks_rng"] = ranks_rng
-    if ema is not None:
-        state["ema"] = ema.state_dict()
-    atomic_save(state, out / CHECKPOINT)
 
 
 def _write_reports(out: Path, data: Any) -> None:

@@ -9,7 +9,8 @@ and a sweep keeps one per trial. Once a run has finished:
 - ``keep: last`` (the default) keeps the last full checkpoint: ``--resume`` and more epochs
   remain possible;
 - ``keep: best`` keeps ``best.pt``, the weights (and EMA weights) of the epoch with the best
-  ``val_top1``, saved as training goes, and deletes the full checkpoints;
+  ``val_top1``, saved as training goes, and deletes the full checkpoints (a sharded one's
+  ``checkpoint.dcp`` folder too);
 - ``keep: none`` deletes them;
 - ``keep_weights: true`` also writes ``weights.pt``, the final epoch's weights (and EMA).
 
@@ -19,12 +20,14 @@ A run that has not finished (stopped, failed, killed) keeps everything, so it ca
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from mvit_lab.train._shared import atomic_save
+from mvit_lab.train.checkpoint import SHARDED
 
 __all__ = ["BEST", "CHECKPOINTS", "WEIGHTS", "checkpoint_bytes", "is_best", "retain",
            "save_weights"]
@@ -70,11 +73,15 @@ def retain(out: Path, keep: str, keep_weights: bool, model: nn.Module, ema: Any,
             if (out / name).is_file():
                 (out / name).unlink()
                 removed.append(name)
+        if (out / SHARDED).is_dir():
+            shutil.rmtree(out / SHARDED)
+            removed.append(SHARDED)
     if keep != "best":
         if (out / BEST).is_file():  # from an earlier policy of this run
             (out / BEST).unlink()
             removed.append(BEST)
-    kept = sorted(p.name for p in out.glob("*.pt"))
+    kept = sorted(p.name for p in out.glob("*.pt")) + ([SHARDED] if (out / SHARDED).is_dir()
+                                                       else [])
     if removed:
         log.info("%s: keep=%s removed %s; kept %s", out, keep, ", ".join(removed),
                  ", ".join(kept) or "no weights")

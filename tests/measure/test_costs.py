@@ -47,13 +47,15 @@ def test_a_repeated_architecture_is_measured_once(tmp_path, monkeypatch):
     cache = CostCache(tmp_path / "cache")
     cfg = get_config("hiera_t", **TINY)
     first, cached = measure_costs(cfg, batch_size=2, protocol=QUICK, cache=cache)
-    assert calls == ["infer", "train"] and cached == {"infer": False, "train": False}
+    # on the CPU each mode first calibrates the node's reference speed, then measures
+    assert calls == ["infer", "infer", "train", "train"]
+    assert cached == {"infer": False, "train": False}
     again, cached = measure_costs(cfg, batch_size=2, protocol=QUICK, cache=CostCache(
         tmp_path / "cache"))  # a resumed sweep: a new process, the same folder
-    assert calls == ["infer", "train"] and cached == {"infer": True, "train": True}
+    assert len(calls) == 4 and cached == {"infer": True, "train": True}
     assert again == first
     measure_costs(cfg, batch_size=4, protocol=QUICK, cache=cache, modes=("infer",))
-    assert calls == ["infer", "train", "infer"]  # another batch is another cost
+    assert len(calls) == 6  # another batch is another cost (and another calibration)
     metrics = cost_metrics(first)
     assert set(metrics) == {"throughput", "latency_ms", "peak_memory_mb", "train_throughput",
                             "train_latency_ms", "train_peak_memory_mb"}
@@ -115,3 +117,45 @@ def test_co_tenants_asking_for_one_architecture_measure_it_once(tmp_path):
     flags = sorted(json.loads(o.read_text())["infer"] for o in outs)
     assert flags == [False, True]
     assert len(CostCache(tmp_path / "cache").records()) == 1
+
+
+def test_cpu_costs_are_ratios_to_a_reference_at_the_nodes_calibrated_speed(tmp_path,
+                                                                           monkeypatch):
+    """On the CPU a cost is the architecture's speed relative to the reference model, timed in
+    the same window, times the node's reference speed, calibrated once and kept: a second
+    architecture (or a second sweep) reuses the calibration; the raw figure is kept."""
+    monkeypatch.setenv("MVIT_LAB_CACHE", str(tmp_path / "node"))
+    timings = []
+    real = costs_module.measure_throughput
+    monkeypatch.setattr(costs_module, "measure_throughput", lambda *a, **k: timings.append(
+        k["protocol"].reference) or real(*a, **k))
+    cfg = get_config("hiera_t", **TINY)
+    records, cached = measure_costs(cfg, batch_size=2, protocol=QUICK,
+                                    cache=CostCache(tmp_path / "a"), modes=("infer",))
+    r = records["infer"]
+    assert timings == [False, True]  # the calibration (the reference alone), then the ratio
+    assert r.reference_ratio > 0 and r.reference_calibration > 0 and r.raw_items_per_s > 0
+    assert r.items_per_s == pytest.approx(r.reference_ratio * r.reference_calibration)
+    assert r.latency_ms == pytest.approx(2e3 / r.items_per_s)
+    assert "vs ref-v1" in r.protocol
+    calibrations = list((tmp_path / "node" / "calibration").glob("*.json"))
+    assert len(calibrations) == 1
+    saved = json.loads(calibrations[0].read_text())
+    assert saved["items_per_s"] == r.reference_calibration and saved["reference"] == "ref-v1"
+    tags = cost_tags(records, cached)
+    assert float(tags["cost_infer_raw"]) == pytest.approx(r.raw_items_per_s, rel=1e-3)
+    assert float(tags["cost_infer_reference_ratio"]) == pytest.approx(r.reference_ratio,
+                                                                      rel=1e-3)
+    assert tags["cost_reference"].startswith("ref-v1")
+    # another architecture, a fresh sweep cache: the node's calibration is read, not redone
+    other, _ = measure_costs(cfg.replace(embed_dim=16), batch_size=2, protocol=QUICK,
+                             cache=CostCache(tmp_path / "b"), modes=("infer",))
+    assert timings == [False, True, True]
+    assert other["infer"].reference_calibration == r.reference_calibration
+    # reference off (a GPU's default): the figure as timed, no ratio
+    plain, _ = measure_costs(cfg, batch_size=2, cache=CostCache(tmp_path / "c"),
+                             protocol=Protocol(**{**QUICK.__dict__, "reference": False}),
+                             modes=("infer",))
+    assert plain["infer"].reference_ratio is None and plain["infer"].raw_items_per_s is None
+    assert "ref" not in plain["infer"].protocol and "cost_reference" not in cost_tags(
+        plain, {"infer": False})

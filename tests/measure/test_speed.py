@@ -160,8 +160,38 @@ def test_best_window_ignores_a_disturbed_stretch():
     from mvit_lab.measure.speed import _best_window
 
     # a co-tenant disturbed blocks 2-4: the result comes from the quiet ones
-    window, spread = _best_window([1.0, 1.01, 3.0, 2.5, 2.9, 1.02, 0.99, 1.0], 3)
-    assert window == [1.02, 0.99, 1.0] and spread == pytest.approx(0.03)
+    start, spread = _best_window([1.0, 1.01, 3.0, 2.5, 2.9, 1.02, 0.99, 1.0], 3)
+    assert start == 5 and spread == pytest.approx(0.03)
+
+
+def test_a_reference_timed_in_alternate_blocks_cancels_the_machines_drift(monkeypatch):
+    """The machine's speed wanders block to block (x1, x1.5, x2, ...): the model's own block
+    times never agree, but each block of the reference (twice as slow per step) drifts with
+    it, so the ratio agrees at once and is the true one."""
+    import mvit_lab.measure.speed as speed
+
+    calls = []
+
+    def drifting(step, iters, dev):  # the blocks alternate: model, reference, model, ...
+        calls.append(step)
+        factor = 1 + 0.5 * ((len(calls) - 1) // 2 % 3)
+        per_step = 0.001 if len(calls) % 2 else 0.002
+        return [per_step * factor] * iters
+
+    monkeypatch.setattr(speed, "_time_steps", drifting)
+    model = build_model("hiera_t", **TINY)
+    quick = dict(warmup_s=0.01, block_s=0.01, min_blocks=3, target_spread=0.01, max_s=5)
+    r = measure_throughput(model, batch_size=4, protocol=Protocol(reference=True, **quick))
+    assert r.converged and r.spread == 0 and r.blocks == 3
+    assert r.reference_ratio == pytest.approx(2.0)  # the model is twice the reference's speed
+    assert r.items_per_s == pytest.approx(4 / (0.001 * 1.5))  # raw: the window's median
+    assert r.reference_items_per_s == pytest.approx(4 / (0.002 * 1.5))
+    assert "vs ref-v1" in r.protocol
+    assert len(set(calls)) == 2  # two different steps were timed
+    calls.clear()
+    alone = measure_throughput(model, batch_size=4, protocol=Protocol(reference=False, **quick))
+    assert not alone.converged and alone.reference_ratio is None
+    assert "ref" not in alone.protocol and len(set(calls)) == 1
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
@@ -170,6 +200,7 @@ def test_best_window_ignores_a_disturbed_stretch():
     (dict(target_spread=0), "^protocol.target_spread: "),
     (dict(block_s=-1), "^protocol.block_s: "),
     (dict(iters=0), "^protocol.iters: "),
+    (dict(reference="yes"), "^protocol.reference: must be true, false or null"),
 ])
 def test_bad_protocols(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from mvit_lab.train.checkpoint import SHARDED
 from mvit_lab.train.distributed import ShardSampler
 
 TINY = dict(preset="hiera_t", input_size=[1, 16, 16], patch_kernel=[1, 2, 2],
@@ -18,10 +19,10 @@ TINY = dict(preset="hiera_t", input_size=[1, 16, 16], patch_kernel=[1, 2, 2],
             mask_unit_size=[1, 4, 4], mask_unit_attn=[True, False], num_classes=10)
 
 
-def _tree(epochs: int, batch: int, global_batch: int | None = None) -> dict:
+def _tree(epochs: int, batch: int, global_batch: int | None = None, **train_kw) -> dict:
     return dict(name="ddp", data=dict(dataset="digits"), model=dict(TINY),
                 train=dict(epochs=epochs, batch_size=batch, threads=1, warmup_epochs=1,
-                           global_batch=global_batch))
+                           global_batch=global_batch, **train_kw))
 
 
 class _Recorded(torch.utils.data.Dataset):
@@ -78,7 +79,10 @@ def _rank(rank: int, size: int, folder: str, tree: dict, out: str, snapshot_afte
                 cut = Path(out).with_name("cut")
                 cut.mkdir()
                 for name in ("checkpoint.pt", "experiment.json", "metrics.json"):
-                    shutil.copy(Path(out, name), cut / name)
+                    if Path(out, name).is_file():
+                        shutil.copy(Path(out, name), cut / name)
+                if Path(out, SHARDED).is_dir():
+                    shutil.copytree(Path(out, SHARDED), cut / SHARDED)
 
         result = train(exp, out, resume=resume, callback=on_epoch, datasets=data)
         record = dict(final=result.final, history=result.history, epochs=epochs)
@@ -109,18 +113,21 @@ def test_replicas_that_differ_are_refused_on_every_rank(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_ranks_train_disjoint_shards_into_one_model_and_resume_exactly(tmp_path):
+@pytest.mark.parametrize("checkpoint", ["file", "auto"])
+def test_two_ranks_train_disjoint_shards_into_one_model_and_resume_exactly(tmp_path, checkpoint):
     """Two gloo ranks, global batch 64 as 2 x 16 x 2 accumulation steps: disjoint shards
     covering the split each epoch, bit-identical weights, whole-set validation metrics equal
     on both ranks (and to a plain evaluation of the checkpoint); the run folder as it stood
-    after epoch 1, resumed, ends with the uninterrupted run's weights and metrics."""
+    after epoch 1, resumed, ends with the uninterrupted run's weights and metrics. With
+    ``checkpoint_format: auto`` two workers save a sharded checkpoint asynchronously: both
+    ranks write about half of it."""
     from mvit_lab.build import build_model
     from mvit_lab.data import build_datasets
     from mvit_lab.experiment import experiment_from_dict
     from mvit_lab.train import evaluate
     from mvit_lab.train._shared import make_loader
 
-    tree = _tree(epochs=2, batch=16, global_batch=64)
+    tree = _tree(epochs=2, batch=16, global_batch=64, checkpoint_format=checkpoint)
     full = _spawn(tmp_path, tree, tmp_path / "full", "full", snapshot_after=1)
     for r in full:
         assert r["final"]["global_batch"] == 64 and r["final"]["accumulation"] == 2
@@ -133,7 +140,20 @@ def test_two_ranks_train_disjoint_shards_into_one_model_and_resume_exactly(tmp_p
                                   for h, m in zip(full[1]["history"], full[0]["history"])]
     # the all-reduced validation metrics are the whole set's
     exp = experiment_from_dict(tree)
-    state = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)
+    if checkpoint == "file":
+        state = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)
+    else:  # one file from the shards, with DCP's converter (as the module docstring says)
+        from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+        folder = tmp_path / "full" / SHARDED / "epoch-000001"
+        shards = sorted(folder.glob("*.distcp"))
+        sizes = [p.stat().st_size for p in shards]
+        assert [p.name for p in shards] == ["__0_0.distcp", "__1_0.distcp"]
+        assert max(sizes) < 0.7 * sum(sizes)  # each rank wrote about half
+        dcp_to_torch_save(folder, tmp_path / "converted.pt")
+        state = dict(torch.load(tmp_path / "converted.pt", weights_only=True),
+                     **torch.load(folder / "meta.pt", weights_only=True))
+        assert not (tmp_path / "full" / "checkpoint.pt").exists()
     assert len(state["ranks_rng"]) == 2
     model = build_model(exp.model)
     model.load_state_dict(state["model"])
