@@ -216,13 +216,21 @@ def main() -> None:
         return
     if args.threads:
         torch.set_num_threads(args.threads)
+    # compile_seconds is a cold compile only when inductor's on-disk caches start empty:
+    # TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) python benchmarks/compile_cpu.py ...
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+
     from mvit_lab.measure._devices import device_name
 
+    cache = Path(cache_dir())
     record: dict[str, Any] = dict(
+        inductor_cache=str(cache),
+        inductor_cache_files_at_start=sum(1 for _ in cache.rglob("*")) if cache.exists() else 0,
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         device_name=device_name(torch.device("cpu")), machine=platform.machine(),
         threads=torch.get_num_threads(), torch=torch.__version__,
-        graph_breaks=[] if args.skip_breaks else graph_breaks(), models=[])
+        models=[])
+    record["graph_breaks"] = [] if args.skip_breaks else graph_breaks()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     for preset in [m for m in args.models.split(",") if m]:

@@ -132,6 +132,9 @@ def main() -> None:
     from mvit_lab.measure._devices import device_name
 
     tmp = Path(tempfile.mkdtemp(prefix="cost_stability_"))
+    from mvit_lab.measure.costs import calibration_dir
+
+    calibrated_before = sorted(p.name for p in calibration_dir().glob("*.json"))
     runs, walls = [], []
     for i in range(2):
         workdir = tmp / f"run{i}"
@@ -141,7 +144,12 @@ def main() -> None:
         print(f"run {i}: {len(runs[-1])} trials in {walls[-1]:.0f} s", flush=True)
     result = dict(code=str(code), label=label, threads_per_trial=args.threads,
                   concurrency=2, epochs=args.epochs, device=device_name(torch.device("cpu")),
-                  sweep_seconds=walls, runs=runs, load_average=os.getloadavg())
+                  sweep_seconds=walls, runs=runs, load_average=os.getloadavg(),
+                  # the node's reference speeds (CPU costs are ratios to them; see
+                  # measure.costs): those that existed before the first sweep, and all after
+                  calibrations_before=calibrated_before,
+                  calibrations=[json.loads(p.read_text())
+                                for p in sorted(calibration_dir().glob("*.json"))])
     for metric in ("throughput", "train_throughput"):
         result[f"{metric}_difference"] = differences(runs[0], runs[1], metric)
     alone = standalone(sorted(runs[0]), args.threads, 32 if new_code else 8)
