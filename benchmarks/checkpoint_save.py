@@ -61,6 +61,7 @@ def _rank(rank: int, folder: str, preset: str, rounds: int, val_batches: int) ->
     for r in range(rounds):
         for label, fmt, async_save in FORMATS:
             out = Path(folder, f"{label}-{r}")
+            out.mkdir(exist_ok=True)  # train() makes the run folder first
             saver = Checkpointer(out, fmt, async_save)
             dist.barrier()
             began = time.perf_counter()

@@ -41,9 +41,10 @@ def world() -> tuple[int, int]:
 def amp_setup(device: torch.device, amp: str) -> tuple[bool, Callable[[], Any], Any]:
     """(enabled, autocast context factory, grad scaler): autocast in ``amp_dtype(amp)`` on
     CUDA or the CPU (bfloat16), a scaler only for float16."""
-    from mvit_lab.train.efficiency import amp_dtype
+    from mvit_lab.train.efficiency import amp_dtype, warn_slow_cpu_bf16
 
     name = amp_dtype(amp, device)
+    warn_slow_cpu_bf16(name, device)
     use_amp = name != "float32"
     dtype = getattr(torch, name)
     autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if use_amp else nullcontext

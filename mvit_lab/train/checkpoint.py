@@ -107,10 +107,14 @@ class Checkpointer:
         began = time.perf_counter()
         folder = self.out / SHARDED / f"epoch-{epoch:06d}"
         state = _tensors(model, optimizer, ema)
+        # a folder left by a save cut short (never committed) is written over
+        writer = dcp.FileSystemWriter(str(folder), overwrite=True)
+        single = self.group is None  # one process: no collectives
         if self.async_save:
-            future = dcp.async_save(state, checkpoint_id=str(folder), process_group=self.group)
+            future = dcp.async_save(state, storage_writer=writer, process_group=self.group,
+                                    no_dist=single)
         else:
-            dcp.save(state, checkpoint_id=str(folder), process_group=self.group)
+            dcp.save(state, storage_writer=writer, process_group=self.group, no_dist=single)
             future = None
         self._pending = (future, folder)
         self.blocked_seconds += time.perf_counter() - began
@@ -178,7 +182,8 @@ class Checkpointer:
         state = _tensors(model, optimizer, ema)
         if ema is not None and "ema" not in _saved_keys(chosen):
             del state["ema"]  # a run that adds an EMA on resume starts it from the weights
-        dcp.load(state, checkpoint_id=str(chosen), process_group=self.group)
+        dcp.load(state, checkpoint_id=str(chosen), process_group=self.group,
+                 no_dist=self.group is None)
         set_state_dict(model, optimizer, model_state_dict=state["model"],
                        optim_state_dict=state["optimizer"])
         if "ema" in state:

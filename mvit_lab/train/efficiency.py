@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["amp_dtype", "attention_kernel", "optimizer_options", "prepare_model",
-           "set_backends"]
+__all__ = ["amp_dtype", "attention_kernel", "cpu_has_native_bf16", "optimizer_options",
+           "prepare_model", "set_backends", "warn_slow_cpu_bf16"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,27 @@ def amp_dtype(amp: str, device: torch.device | str) -> str:
         raise ValueError(f"train.amp: float16 autocast needs CUDA, and this run is on {kind}; "
                          "use bfloat16 or none")
     return amp
+
+
+def cpu_has_native_bf16() -> bool | None:
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX), from the kernel's
+    CPU flags; None where they cannot be read (not Linux)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def warn_slow_cpu_bf16(dtype: str, device: torch.device) -> None:
+    """bfloat16 autocast on a CPU without native bfloat16 is emulated: on an AVX2 EPYC a
+    training step took 13-16x and inference 5-6x the float32 time
+    (``benchmarks/results/compile_cpu.md``)."""
+    if dtype == "bfloat16" and device.type == "cpu" and cpu_has_native_bf16() is False:
+        log.warning("train.amp: bfloat16 on this CPU (%s, no AVX-512 BF16 or AMX) is emulated "
+                    "and much slower than float32 (13-16x per training step measured on an "
+                    "AVX2 CPU); amp: auto uses float32 on the CPU",
+                    torch.backends.cpu.get_cpu_capability())
 
 
 def set_backends(device: torch.device, tf32: bool) -> None:

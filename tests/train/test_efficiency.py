@@ -168,3 +168,20 @@ def test_a_run_recorded_before_the_switches_resumes(tmp_path):
     check_resume_recipe(tmp_path, _exp())  # no error
     with pytest.raises(ValueError, match="train.lr"):
         check_resume_recipe(tmp_path, _exp(lr=0.01))
+
+
+@pytest.mark.parametrize("native", [False, True, None])
+def test_emulated_cpu_bf16_is_named_as_slow(native, monkeypatch, caplog):
+    import logging
+
+    from mvit_lab.train import efficiency
+
+    monkeypatch.setattr(efficiency, "cpu_has_native_bf16", lambda: native)
+    with caplog.at_level(logging.WARNING, logger="mvit_lab.train.efficiency"):
+        amp_setup(torch.device("cpu"), "bfloat16")
+        amp_setup(torch.device("cpu"), "auto")  # float32 on the CPU: nothing to say
+    warned = [r.getMessage() for r in caplog.records]
+    if native is False:
+        assert len(warned) == 1 and "emulated" in warned[0] and "amp: auto" in warned[0]
+    else:  # native bf16, or flags that cannot be read: no claim
+        assert warned == []
