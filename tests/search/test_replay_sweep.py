@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +24,7 @@ from mvit_lab.search.moasha import STATE, MOASHAConfig
 from mvit_lab.search.pareto import front_table, parse_objectives
 from mvit_lab.search.records import sweep_records
 from mvit_lab.search.replay import load_replay_table
-from mvit_lab.tracking import runs_dataframe
+from mvit_lab.tracking import metric_history, runs_dataframe
 
 ROOT = Path(__file__).parents[2]
 TABLE = (ROOT / "benchmarks" / "replay" / "digits_small").resolve()
@@ -155,3 +160,57 @@ def test_random_search_with_two_brackets(tmp_path, capsys, ray_local, table, mon
     for _, run in stopped.iterrows():  # stopped at a rung of its own bracket
         assert int(float(run["tag.stopped_epoch"])) in config.rungs(brackets[run["tag.trial_id"]])
     assert len(stopped) >= 1
+
+
+@pytest.mark.slow
+def test_ctrl_c_then_resume_replays_each_epoch_once(tmp_path, ray_local, table):
+    """A driver of its own (connected to this module's Ray), Ctrl-C'd while trials replay at
+    1/20 of their recorded speed, then `--resume`d: ended trials are not run again, and an
+    interrupted one goes on after its last replayed epoch."""
+    import ray
+
+    tree = dict(name="resumed", data=dict(dataset="digits", train_fraction=0.25),
+                model=dict(preset="mvitv2_t"), train=dict(epochs=9, batch_size=64, threads=1),
+                search=copy.deepcopy(SPACE), objectives=dict(OBJ), algorithm="grid",
+                budget=dict(seeds=[0], concurrency=2), resources=dict(cpus=0.5),
+                scheduler=dict(type="moasha", grace_period=1, reduction_factor=3),
+                replay=dict(table=str(TABLE), time_scale=0.05), tracking=dict(uri="mlruns.db"))
+    path = tmp_path / "resumed.yaml"
+    path.write_text(json.dumps(tree))
+    address = ray.get_runtime_context().gcs_address
+    cmd = [sys.executable, "-m", "mvit_lab.cli", "sweep", str(path), "--address", address]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+
+    def children():
+        runs = runs_dataframe(uri, "resumed")
+        return runs[runs["parent_run_id"].notna()] if len(runs) else runs
+
+    driver = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline, ended = time.time() + 600, None
+    while time.time() < deadline and driver.poll() is None:
+        try:
+            runs = children()
+            if len(runs) and (runs["status"] != "RUNNING").sum() >= 2 and (
+                    runs["status"] == "RUNNING").any():
+                ended = set(runs[runs["status"] != "RUNNING"]["run_id"])
+                break
+        except Exception:  # the store is being created
+            pass
+        time.sleep(0.3)
+    assert ended is not None, driver.communicate(timeout=5)
+    os.killpg(driver.pid, signal.SIGINT)
+    _, err = driver.communicate(timeout=300)
+    assert driver.returncode == 130 and "--resume" in err, err[-3000:]
+    interrupted = set(children().query("`tag.status` == 'interrupted'")["run_id"])
+    resumed = subprocess.run([*cmd, "--resume"], cwd=tmp_path, env=env, capture_output=True,
+                             text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    runs = children()
+    assert len(runs) == 16 and runs["tag.trial_id"].nunique() == 16
+    assert set(runs["tag.status"]) <= {"finished", "stopped"}
+    assert ended <= set(runs["run_id"])
+    for run_id in interrupted | ended:  # each replayed epoch logged once, resumed or not
+        steps = [s for s, _ in metric_history(uri, run_id, "val_top1")]
+        assert steps == sorted(set(steps)) and steps[0] == 1, (run_id, steps)
