@@ -93,8 +93,8 @@ def test_a_params_space_of_the_tables_choices_and_a_ladder_are_accepted():
      "objectives.train_throughput: the replay table .* has no such column"),
     (dict(budget=dict(seeds=[0, 1])),
      r"budget.seeds: the replay table holds one run per point \(seed 0\); give one seed"),
-    (dict(search=dict(base=SPACE["base"], params={"embed_dim": {"float": [16, 32]}}),
-          algorithm="tpe"), "search.params.embed_dim: a replay sweep can only draw"),
+    (dict(search=dict(base=SPACE["base"], params={"mlp_ratio": {"float": [2.0, 4.0]}}),
+          algorithm="tpe"), "search.params.mlp_ratio: a replay sweep can only draw"),
     (dict(search=dict(SPACE, base=dict(SPACE["base"], mlp_ratio=2.0))),
      "replay.table: .* has [0-9,]+ parameters here but [0-9,]+ in .*: the experiment's model "
      "or search.base differs"),
