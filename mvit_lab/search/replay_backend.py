@@ -97,8 +97,6 @@ def _table(folder: str) -> _Loaded:
     return _load(folder, tuple(stamp))
 
 
-
-
 def point_knobs(point: Point, space: SearchSpace, knobs: Sequence[str]) -> dict[str, Any]:
     """The value of each of the table's ``knobs`` for ``point``: set by the point, else by the
     search space's base. A ValueError names a knob the table does not have, or one that the
@@ -130,15 +128,15 @@ def _index(loaded: _Loaded, knobs: dict[str, Any]) -> int | None:
 
 
 def _space_points(space: SearchSpace, limit: int) -> Iterator[Point]:
-    """Every point the search space can produce (grid, ladder; a params space's every
-    combination of its choices), at most ``limit``."""
+    """Every point the search space can produce: a grid's points, a ladder's steps, or the
+    first ``limit`` distinct combinations of a params space's choices."""
     if space.mode in ("grid", "ladder"):
-        yield from space.points()[:limit]
+        yield from space.points()
         return
     values = {}
     for key, dist in space.params.items():
-        if dist.kind == "choice":
-            values[key] = list(dist.values)
+        if dist.kind == "choice":  # distinct values: more combinations than rows is telling
+            values[key] = list({_key(v): v for v in dist.values}.values())
         elif dist.kind == "int":
             values[key] = list(range(dist.values[0], dist.values[1] + 1))
         else:
@@ -160,7 +158,7 @@ def _check_points(loaded: _Loaded, space: SearchSpace, folder: Path) -> list[Poi
     if space.mode == "design_spaces":
         raise ValueError("replay: a design_spaces search samples its own architectures, which "
                          "a table does not hold; use grid, ladder or params (choice)")
-    # more combinations than rows: one of the first len + 1 is missing
+    # a params space with more combinations than rows misses one of the first len + 1
     points = list(_space_points(space, len(table.points) + 1))
     for point in points:
         knobs = point_knobs(point, space, table.knobs)
