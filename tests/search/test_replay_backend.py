@@ -255,3 +255,15 @@ def test_a_replay_stopped_at_a_rung_is_truncated_and_never_replayed_again(
     again = []
     result = run_trial(spec, report=again.append)  # a later draw of the point: its outcome
     assert result["status"] == "stopped" and result["twin_of"] == tid and len(again) == 1
+
+
+def test_the_cost_summary_says_the_costs_are_the_tables():
+    from mvit_lab.search.records import cost_summary
+
+    rec = dict(cost_device="AMD EPYC (1 threads)", cost_dtype="float32", cost_batch="32",
+               cost_protocol="blocks-v1", cost_by=f"replay table {TABLE}")
+    assert cost_summary([rec, dict(rec)]) == (
+        f"costs: from the replay table {TABLE} (measured there on AMD EPYC (1 threads), "
+        "float32, batch 32, blocks-v1)")
+    measured = dict(rec, cost_by="trial")
+    assert cost_summary([measured]).startswith("costs: measured in isolation on ")
