@@ -638,6 +638,7 @@ def _drive(exp: Experiment, sweep: SweepConfig, sweep_dir: Path, resume: bool,
         interrupted = True
     finally:
         try:
+            _settle_ended(trials_dir, sweep, tracker, parent)
             tracker.close_stale(parent)
         except Exception as err:  # an unwritable store: the error raised says what to do
             log.warning("runs left RUNNING not closed: %s", err)
@@ -652,6 +653,41 @@ def _drive(exp: Experiment, sweep: SweepConfig, sweep_dir: Path, resume: bool,
         result = _finish_sweep(sweep, tracker, parent)
     result["log_file"] = str(sweep_dir / "sweep.log")
     return result
+
+
+def _settle_ended(trials_dir: Path, sweep: SweepConfig, tracker: Any, parent: str,
+                  wait_s: float = 10.0) -> None:
+    """Finish, from their outcome, the runs still RUNNING whose trial has ended.
+
+    Tune counts a trial the scheduler stopped as ended as soon as it decides, so ``fit`` may
+    return while the trial's thread is still recording itself (outcome, tags, status): left
+    alone, ``close_stale`` would mark such a run interrupted, and a resumed sweep reuses the
+    outcome without touching the run again. A run whose trial has a stop note but no outcome
+    yet is given ``wait_s`` to write it."""
+    import time
+
+    from mvit_lab.search.moasha import STOPPED
+    from mvit_lab.search.trial import OUTCOME
+    from mvit_lab.tracking import runs_dataframe
+
+    runs = runs_dataframe(sweep.tracking_uri, sweep.mlflow_experiment, parent_run_id=parent)
+    if not len(runs) or "tag.trial_id" not in runs:
+        return
+    live = runs[runs["status"] == "RUNNING"]
+    deadline = time.monotonic() + wait_s
+    for run_id, tid in zip(live["run_id"], live["tag.trial_id"]):
+        folder = trials_dir / str(tid)
+        while not (folder / OUTCOME).is_file() and (folder / STOPPED).is_file() and \
+                time.monotonic() < deadline:
+            time.sleep(0.1)
+        try:
+            outcome = json.loads((folder / OUTCOME).read_text())
+        except (OSError, ValueError):
+            continue  # no outcome: interrupted (close_stale), resumable
+        status = outcome.get("status", "finished")
+        tags = {k: v for k, v in outcome.items() if k not in ("status", "result")}
+        tracker.set_tags(run_id, dict(tags, status=status))
+        tracker.finish(run_id, "FAILED" if status == "failed" else "FINISHED")
 
 
 def _finish_sweep(sweep: SweepConfig, tracker: Any, parent: str) -> dict[str, Any]:
