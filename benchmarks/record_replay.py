@@ -96,7 +96,8 @@ def _merge(out: Path, sweep, epochs: int) -> None:
     first = rows[order[0]]
     (out / "recording.json").write_text(json.dumps(dict(
         points=len(order), epochs=epochs, seed=first["seed"], cost_device=first["cost_device"],
-        cost_protocol=first["cost_protocol"],
+        cost_protocol=first["cost_protocol"], cost_dtype="float32",  # as _record measures
+        cost_batch=sweep.measure["batch"],
         train_seconds_total=sum(r["train_seconds"] for r in rows.values())), indent=1) + "\n")
     print(f"wrote {out}/points.csv and curves.csv: {len(order)} points x {epochs} epochs")
 

@@ -286,8 +286,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", flush=True)
     from mvit_lab.search.disk import estimate_disk, format_disk
 
-    for line in format_disk(estimate_disk(exp, sweep, f"runs/sweeps/{exp.name}")):
-        print(line, flush=True)
+    if sweep.replay:  # nothing trains, so no checkpoints to size
+        print(f"replay: trials answer from the table {sweep.replay['table']} (costs and "
+              "per-epoch metrics as recorded; nothing is measured or trained)", flush=True)
+    else:
+        for line in format_disk(estimate_disk(exp, sweep, f"runs/sweeps/{exp.name}")):
+            print(line, flush=True)
     terminal = sys.stdout  # the libraries' output goes to the sweep's log unless --verbose
 
     def progress(line: str) -> None:

@@ -390,12 +390,13 @@ SECTIONS = {"data": DataConfig, "train": TrainConfig}
 # sections the sweep layer owns and validates (mvit_lab.search.sweep); kept verbatim here
 EXTRA_SECTIONS = {"search", "objectives", "algorithm", "budget", "resources", "scheduler",
                   "measure",
+                  "replay",
                   "tracking"}
 # their keys, only to suggest a fix for a misspelt --set (the sweep layer checks them)
 _SWEEP_KEYS = ("budget.samples", "budget.seeds", "budget.concurrency", "budget.time_s",
                "resources.cpus", "resources.gpus", "resources.workers",
                "resources.cpus_per_worker", "resources.gpus_per_worker", "tracking.uri",
-               "tracking.experiment")
+               "tracking.experiment", "replay.table", "replay.time_scale")
 # a run folder is runs/<name>: a name, never a path
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=-]*")
 
@@ -405,7 +406,8 @@ def known_keys() -> list[str]:
     keys = ["name", "model.preset", *(f"model.{k}" for k in knob_names())]
     for name, cls in [*SECTIONS.items(), ("pretrain", PretrainConfig)]:
         keys += [f"{name}.{f.name}" for f in dataclasses.fields(cls)]
-    return [*keys, *_SWEEP_KEYS, *sorted(EXTRA_SECTIONS - {"budget", "resources", "tracking"})]
+    return [*keys, *_SWEEP_KEYS, *sorted(EXTRA_SECTIONS - {"budget", "resources", "tracking",
+                                                           "replay"})]
 
 
 def apply_overrides(tree: dict[str, Any], items: list[str] | None) -> dict[str, Any]:

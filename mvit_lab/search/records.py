@@ -116,6 +116,9 @@ def cost_summary(records: list[dict[str, Any]]) -> str:
     labels = cost_labels(records)
     if not labels:
         return "costs: none measured yet"
+    by = {rec.get("cost_by") for rec in records if rec.get("cost_device") is not None}
+    if len(labels) == 1 and len(by) == 1 and str(next(iter(by))).startswith("replay table"):
+        return f"costs: from the {next(iter(by))} (measured there on {labels[0]})"
     if len(labels) == 1:
         return f"costs: measured in isolation on {labels[0]}"
     return (f"costs: WARNING, {len(labels)} different measurement setups mixed on the cost axes "

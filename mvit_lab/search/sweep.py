@@ -13,6 +13,8 @@ The experiment file gains sweep sections, all checked before anything starts::
     tracking: {uri: null, experiment: null}   # default: ./mlruns.db, the experiment's name
     measure: {batch: 32, dtype: auto, modes: [infer, train], protocol: {target_spread: 0.03},
               cache: null}        # costs: measured in isolation, cached (see measure.costs)
+    replay: {table: ../benchmarks/replay/digits_small, time_scale: 0}   # optional: trials
+              # answer from a recorded table instead of training (see search.replay_backend)
 
 Ray Tune traps handled here (Ray 2.60 / Optuna 5): ``TuneConfig(metric, mode)`` is never set,
 because it silently turns the search single-objective; ASHA early stopping is refused for
@@ -97,6 +99,7 @@ class SweepConfig:
             return self.samples * len(self.space.spaces) * len(self.seeds)
         return len(self.space.points()) * len(self.seeds)
     moasha: Any = None  # the MOASHAConfig when scheduler is moasha
+    replay: dict[str, Any] | None = None  # the checked replay section (table, time_scale)
 
 
 def _section(tree: dict[str, Any], name: str, known: set[str]) -> dict[str, Any]:
@@ -215,9 +218,16 @@ def parse_sweep(exp: Experiment) -> SweepConfig:
                          "truncated values as complete; use none for multi-objective fronts")
     tracking = _section(extra, "tracking", {"uri", "experiment"})
     measure = parse_measure(extra.get("measure"), exp.path)
+    replay = None
+    if "replay" in extra:  # the table answers: its columns, not measure.modes, say what exists
+        from mvit_lab.search.replay_backend import parse_replay
+
+        replay = parse_replay(extra["replay"], exp, space, objectives, seeds, workers)
+        if extra.get("measure") is not None:
+            warnings.append("measure: not used by a replay sweep (its costs are the table's)")
     for o in objectives:  # a cost of a mode that is not measured is never reported
         mode = "train" if o.name.startswith("train_") else "infer"
-        if o.name in COST_METRICS and mode not in measure["modes"]:
+        if o.name in COST_METRICS and mode not in measure["modes"] and replay is None:
             raise ValueError(f"objectives.{o.name}: measure.modes is {measure['modes']}, "
                              f"which does not measure the {mode} step")
     return SweepConfig(
@@ -226,6 +236,7 @@ def parse_sweep(exp: Experiment) -> SweepConfig:
         gpus=gpus, scheduler=scheduler, tracking_uri=resolve_tracking_uri(tracking.get("uri")),
         mlflow_experiment=tracking.get("experiment") or exp.name, measure=measure,
         warnings=tuple(warnings), workers=workers, sampling_seed=sampling_seed, moasha=moasha,
+        replay=replay,
     )
 
 
@@ -588,7 +599,8 @@ def _drive(exp: Experiment, sweep: SweepConfig, sweep_dir: Path, resume: bool,
                 space=sweep.space_tree, point={}, seed=sweep.seeds[0],
                 tracking_uri=sweep.tracking_uri, mlflow_experiment=sweep.mlflow_experiment,
                 parent_run_id=parent, trials_dir=str(trials_dir), measure=measure,
-                workers=dataclasses.asdict(sweep.workers) if sweep.workers.multi else {})
+                workers=dataclasses.asdict(sweep.workers) if sweep.workers.multi else {},
+                replay=sweep.replay or {})
     if resume:  # what trials recorded while the store refused writes goes in first
         _replay(trials_dir, sweep, exp)
     if retry_failed:  # a failed outcome is reused by later draws; a retry must run again
@@ -626,6 +638,7 @@ def _drive(exp: Experiment, sweep: SweepConfig, sweep_dir: Path, resume: bool,
         interrupted = True
     finally:
         try:
+            _settle_ended(trials_dir, sweep, tracker, parent)
             tracker.close_stale(parent)
         except Exception as err:  # an unwritable store: the error raised says what to do
             log.warning("runs left RUNNING not closed: %s", err)
@@ -640,6 +653,41 @@ def _drive(exp: Experiment, sweep: SweepConfig, sweep_dir: Path, resume: bool,
         result = _finish_sweep(sweep, tracker, parent)
     result["log_file"] = str(sweep_dir / "sweep.log")
     return result
+
+
+def _settle_ended(trials_dir: Path, sweep: SweepConfig, tracker: Any, parent: str,
+                  wait_s: float = 10.0) -> None:
+    """Finish, from their outcome, the runs still RUNNING whose trial has ended.
+
+    Tune counts a trial the scheduler stopped as ended as soon as it decides, so ``fit`` may
+    return while the trial's thread is still recording itself (outcome, tags, status): left
+    alone, ``close_stale`` would mark such a run interrupted, and a resumed sweep reuses the
+    outcome without touching the run again. A run whose trial has a stop note but no outcome
+    yet is given ``wait_s`` to write it."""
+    import time
+
+    from mvit_lab.search.moasha import STOPPED
+    from mvit_lab.search.trial import OUTCOME
+    from mvit_lab.tracking import runs_dataframe
+
+    runs = runs_dataframe(sweep.tracking_uri, sweep.mlflow_experiment, parent_run_id=parent)
+    if not len(runs) or "tag.trial_id" not in runs:
+        return
+    live = runs[runs["status"] == "RUNNING"]
+    deadline = time.monotonic() + wait_s
+    for run_id, tid in zip(live["run_id"], live["tag.trial_id"]):
+        folder = trials_dir / str(tid)
+        while not (folder / OUTCOME).is_file() and (folder / STOPPED).is_file() and \
+                time.monotonic() < deadline:
+            time.sleep(0.1)
+        try:
+            outcome = json.loads((folder / OUTCOME).read_text())
+        except (OSError, ValueError):
+            continue  # no outcome: interrupted (close_stale), resumable
+        status = outcome.get("status", "finished")
+        tags = {k: v for k, v in outcome.items() if k not in ("status", "result")}
+        tracker.set_tags(run_id, dict(tags, status=status))
+        tracker.finish(run_id, "FAILED" if status == "failed" else "FINISHED")
 
 
 def _finish_sweep(sweep: SweepConfig, tracker: Any, parent: str) -> dict[str, Any]:

@@ -16,6 +16,10 @@ the writes go to a journal (:mod:`mvit_lab.search.journal`) that a resumed sweep
 
 A trial that raises (an error, out of memory, a NaN loss) is finished as FAILED with its reason
 and the exception propagates, so Ray records the trial as errored and the sweep goes on.
+
+In a replay sweep (``replay:``, see :mod:`mvit_lab.search.replay_backend`) the same trial takes
+its costs and its per-epoch metrics from a recorded table instead of counting, measuring and
+training; everything else (runs, reports, stops, outcomes) is as above.
 """
 
 from __future__ import annotations
@@ -60,6 +64,9 @@ class TrialSpec:
     measure: dict[str, Any] = dataclasses.field(default_factory=dict)
     # Workers fields (mvit_lab.search.multiworker); empty: one worker, in the trial's process
     workers: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # the sweep's replay section (mvit_lab.search.replay_backend): answer from a recorded
+    # table instead of counting, measuring and training; empty: a real trial
+    replay: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 OUTCOME = "outcome.json"  # a trial's final result, written before its run is finished
@@ -230,7 +237,12 @@ def _run(spec: TrialSpec, built: tuple[Experiment, Point, SearchSpace], tid: str
     try:
         from mvit_lab import __version__
 
-        cost = count_flops(exp.model)
+        replay = None
+        if spec.replay:  # costs and curve from a recorded table: nothing counted or trained
+            from mvit_lab.search.replay_backend import ReplayedTrial
+
+            replay = ReplayedTrial(spec.replay, point, space)
+        cost = replay.counted if replay else count_flops(exp.model)
         # trial_key: the stable id in every report (Ray replaces trial_id with its own)
         base = dict(gflops=cost.gflops, params=cost.params, trial_id=tid, trial_key=tid)
         if exp.pretrain is not None:  # the MAE encoder's sparse cost, next to the dense one
@@ -260,7 +272,9 @@ def _run(spec: TrialSpec, built: tuple[Experiment, Point, SearchSpace], tid: str
             torch.set_num_threads(exp.train.threads)
         setup = time.perf_counter() - started
         measure_start = time.perf_counter()
-        if workers.multi:  # one worker's model on one worker's device and resources
+        if replay:
+            costs, cost_tags, cost_records = replay.costs()
+        elif workers.multi:  # one worker's model on one worker's device and resources
             costs, cost_tags, cost_records = measure_on_worker(_measure, workers, spec, exp,
                                                                device)
         else:
@@ -268,7 +282,8 @@ def _run(spec: TrialSpec, built: tuple[Experiment, Point, SearchSpace], tid: str
         measure = time.perf_counter() - measure_start
         base.update(costs)
         tracker.set_tags(run_id, dict(cost_tags, device=cost_tags["cost_device"],
-                                      cost_by="trial", mvit_lab_version=__version__,
+                                      cost_by=cost_tags.get("cost_by", "trial"),
+                                      mvit_lab_version=__version__,
                                       workers=str(workers.workers),
                                       cost_scope="per device (one worker's model)"))
         tracker.log_metrics(run_id, costs, step=0)
@@ -296,7 +311,9 @@ def _run(spec: TrialSpec, built: tuple[Experiment, Point, SearchSpace], tid: str
 
         from mvit_lab.measure.isolation import device_lock, training
 
-        if workers.multi:  # Ray Train workers; rank 0's epochs come back to on_epoch
+        if replay:  # the table's curve, epoch by epoch (resumes after the last replayed)
+            result = replay.train(out_dir, exp.train, on_epoch)
+        elif workers.multi:  # Ray Train workers; rank 0's epochs come back to on_epoch
             result = train_on_workers(exp, out_dir, resume=resume, callback=on_epoch,
                                       workers=workers)
         else:
