@@ -22,6 +22,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -36,14 +37,18 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 def sqlite_rows(path: Path, experiment_id: str, where: str = "",
-                args: Iterable[Any] = ()) -> list[dict[str, Any]]:
+                args: Iterable[Any] = (), params: Iterable[str] | None = None,
+                metrics: Iterable[str] | None = None) -> list[dict[str, Any]]:
     """The active runs of ``experiment_id`` (narrowed by an SQL ``where`` on the ``runs``
     table ``r``) as ``search_runs``-like rows: ``run_id``, ``run_name``, ``status``,
     ``start_time`` / ``end_time`` (ms), ``tags``, ``params``, ``metrics`` (latest values),
-    oldest first."""
+    oldest first. ``params``: read only the params whose names start with one of these
+    prefixes; ``metrics``: only these metrics (default: all of each)."""
     cond = "r.experiment_id = ? AND r.lifecycle_stage = 'active'" + (f" AND ({where})"
                                                                       if where else "")
     args = [int(experiment_id), *args]
+    param_cond, param_args = _narrow("t.key", params, prefix=True)
+    metric_cond, metric_args = _narrow("m.key", metrics, prefix=False)
     con = _connect(path)
     try:
         runs = con.execute(f"SELECT r.run_uuid, r.name, r.status, r.start_time, r.end_time "
@@ -55,18 +60,33 @@ def sqlite_rows(path: Path, experiment_id: str, where: str = "",
         if not rows:
             return []
         sub = f"SELECT r.run_uuid FROM runs r WHERE {cond}"
-        for table, field in (("tags", "tags"), ("params", "params")):
+        for table, field, narrow, extra in (("tags", "tags", "", []),
+                                            ("params", "params", param_cond, param_args)):
             for rid, key, value in con.execute(
                     f"SELECT t.run_uuid, t.key, t.value FROM {table} t "
-                    f"WHERE t.run_uuid IN ({sub})", args):
+                    f"WHERE t.run_uuid IN ({sub}){narrow}", [*args, *extra]):
                 rows[rid][field][key] = value
         for rid, key, value, is_nan in con.execute(
                 f"SELECT m.run_uuid, m.key, m.value, m.is_nan FROM latest_metrics m "
-                f"WHERE m.run_uuid IN ({sub})", args):
+                f"WHERE m.run_uuid IN ({sub}){metric_cond}", [*args, *metric_args]):
             rows[rid]["metrics"][key] = float("nan") if is_nan else float(value)
     finally:
         con.close()
     return list(rows.values())
+
+
+def _narrow(column: str, keys: Iterable[str] | None, prefix: bool) -> tuple[str, list]:
+    """An SQL condition (`` AND ...``) keeping the ``keys`` (or the names starting with one
+    of them, with ``prefix``) of ``column``; nothing when ``keys`` is None."""
+    if keys is None:
+        return "", []
+    keys = list(keys)
+    if not keys:
+        return " AND 0", []
+    if prefix:  # substr, not LIKE: LIKE ignores case and takes _ as a wildcard
+        return " AND (" + " OR ".join(f"substr({column}, 1, ?) = ?" for _ in keys) + ")", [
+            v for key in keys for v in (len(key), key)]
+    return f" AND {column} IN ({','.join('?' * len(keys))})", keys
 
 
 def _signature(path: Path, experiment_id: str) -> tuple:
@@ -105,6 +125,9 @@ class RunsCache:
         self.rows: dict[str, dict[str, Any]] = {}
         self.changed: set[str] = set()
         self.version = 0
+        # names this cache in fingerprints: unique across caches and processes (an id() can be
+        # reused by a later cache, and a restarted server must not match a page's old state)
+        self.token = uuid.uuid4().hex
         self.touched: dict[str, int] = {}  # run id -> the version it last changed (or went) in
         self.full_reads = 0
         self.partial_reads = 0

@@ -55,6 +55,7 @@ __all__ = [
     "metric_history",
     "parent_runs_named",
     "resolve_tracking_uri",
+    "run_rows",
     "run_url",
     "runs_cache",
     "runs_dataframe",
@@ -569,10 +570,24 @@ def runs_dataframe(
                            experiment_id)
 
 
+def run_rows(tracking_uri: str, experiment_name: str, *, params: Collection[str] | None = None,
+             metrics: Collection[str] | None = None) -> list[dict[str, Any]]:
+    """The experiment's runs as :func:`flat_rows` (the :func:`runs_dataframe` frame's rows,
+    without building the frame), narrowed to what the caller reads: ``params``, the params
+    whose names start with one of these prefixes (``("model.",)``); ``metrics``, these
+    metrics (default: all of each; tags are always all read)."""
+    uri = resolve_tracking_uri(tracking_uri)
+    client = MlflowClient(uri)
+    experiment_id = _get_experiment_id(client, experiment_name)
+    return flat_rows(_read_rows(client, uri, experiment_id, params=params, metrics=metrics))
+
+
 def _read_rows(client: MlflowClient, uri: str, experiment_id: str,
-               parent_run_id: str | None = None) -> list[dict[str, Any]]:
-    """The experiment's active runs as plain rows (see ``_store_read.sqlite_rows``): a
-    SQLite store in four SQL queries, any other through ``search_runs``."""
+               parent_run_id: str | None = None, params: Collection[str] | None = None,
+               metrics: Collection[str] | None = None) -> list[dict[str, Any]]:
+    """The experiment's active runs as plain rows (see ``_store_read.sqlite_rows``, also for
+    ``params`` and ``metrics``): a SQLite store in four SQL queries, any other through
+    ``search_runs``."""
     from mvit_lab._store_read import sqlite_rows
 
     path = sqlite_path(uri)
@@ -582,7 +597,7 @@ def _read_rows(client: MlflowClient, uri: str, experiment_id: str,
             where = ("r.run_uuid IN (SELECT run_uuid FROM tags WHERE key = ? AND value = ?)")
             args = [PARENT_TAG, parent_run_id]
         try:
-            return sqlite_rows(path, experiment_id, where, args)
+            return sqlite_rows(path, experiment_id, where, args, params, metrics)
         except sqlite3.OperationalError as err:
             if "no such" not in str(err):  # a broken store: the caller reports it
                 raise
@@ -592,10 +607,15 @@ def _read_rows(client: MlflowClient, uri: str, experiment_id: str,
     filter_string = ""
     if parent_run_id is not None:
         filter_string = f"tags.`{PARENT_TAG}` = {_filter_literal(parent_run_id, 'parent_run_id')}"
+    prefixes = None if params is None else tuple(params)
+    wanted = None if metrics is None else set(metrics)
     return [dict(run_id=run.info.run_id, run_name=run.info.run_name, status=run.info.status,
                  start_time=run.info.start_time, end_time=run.info.end_time,
-                 tags=dict(run.data.tags), params=dict(run.data.params),
-                 metrics=dict(run.data.metrics))
+                 tags=dict(run.data.tags),
+                 params={k: v for k, v in run.data.params.items()
+                         if prefixes is None or k.startswith(prefixes)},
+                 metrics={k: v for k, v in run.data.metrics.items()
+                          if wanted is None or k in wanted})
             for run in _search(client, experiment_id, filter_string)]
 
 

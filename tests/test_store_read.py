@@ -137,3 +137,32 @@ def test_the_dashboard_reader_rebuilds_only_the_changed_records(store):
     assert len({r["run_id"] for r in after.records}) == len(after.records) == 4
     (row,) = reader.overview()
     assert row["trials"] == 4 and row["counts"]["running"] == 1 and row["sweeps"] == 1
+
+
+def test_a_narrow_read_is_the_full_read_cut_to_what_was_asked(store, monkeypatch):
+    """``run_rows`` with ``params`` prefixes and ``metrics`` names: the same rows as the full
+    read with the other params and metrics left out, through SQL and through search_runs."""
+    from mvit_lab.tracking import run_rows
+
+    t, runs = store["tracker"], store["runs"]
+    # names that a LIKE 'model.%' would wrongly match or miss (case, the _ wildcard)
+    t.client.log_param(runs[0], "modelXembed", "1")
+    t.client.log_param(runs[0], "MODEL.upper", "2")
+    t.client.log_param(runs[0], "model_dim", "3")
+    full = run_rows(store["uri"], "exp")
+
+    def cut(row):
+        return {k: v for k, v in row.items()
+                if not (k.startswith("param.") and not k.startswith("param.model."))
+                and not (k.startswith("metric.") and k != "metric.val_top1")}
+
+    expected = [cut(r) for r in full]
+    narrow = run_rows(store["uri"], "exp", params=("model.",), metrics={"val_top1"})
+    assert narrow == expected
+    assert {k for r in narrow for k in r if k.startswith("param.")} == {"param.model.embed_dim"}
+    assert any("param.modelXembed" in r for r in full)  # there, and cut
+    monkeypatch.setattr(tracking, "sqlite_path", lambda uri: None)  # MLflow's search_runs
+    slow = run_rows(store["uri"], "exp", params=("model.",), metrics={"val_top1"})
+    assert sorted(slow, key=lambda r: r["run_id"]) == sorted(expected, key=lambda r: r["run_id"])
+    assert run_rows(store["uri"], "exp", params=(), metrics=()) == [
+        {k: v for k, v in r.items() if not k.startswith(("param.", "metric."))} for r in full]
