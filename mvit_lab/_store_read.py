@@ -11,10 +11,12 @@ rows ``search_runs`` gives. Other stores (a tracking server) go through ``search
 
 :class:`RunsCache` keeps one experiment's rows and re-reads only what changed: a cheap
 signature query (active runs, their latest start and end times, the newest metric timestamp,
-how many run) says whether anything moved; if so only the runs still running, started or
-ended since, or with metrics logged since, are read again. A deleted run (the count drops)
-and every ``full_every_s`` seconds bring a full read, so a tag set alone on an ended run is
-seen within that time.
+how many run) says whether anything moved; if so only the runs started or ended since, or
+with metrics logged since, are read again, and of the runs still running only those whose
+tags, param count or latest metrics moved (small queries on those runs say which; a live
+sweep's running trials are not read whole on every tick). A deleted or restored run (the
+count moves without a run on the watermarks) and every ``full_every_s`` seconds bring a full
+read, so a tag set alone on an ended run is seen within that time.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +135,7 @@ class RunsCache:
         self.partial_reads = 0
         self.last_read = 0  # rows the last refresh read from the store
         self._sig: tuple | None = None
+        self._digests: dict[str, tuple] = {}  # of the runs running at the last refresh
         self._full_at = 0.0
         self._lock = threading.Lock()
 
@@ -151,6 +154,15 @@ class RunsCache:
             return self._partial(sig)
 
     def _full(self, sig: tuple | None) -> bool:
+        if self.path is not None:  # taken before the read: a later write moves them
+            con = _connect(self.path)
+            try:
+                self._digests = _digests(con, [rid for (rid,) in con.execute(
+                    "SELECT run_uuid FROM runs WHERE experiment_id = ? AND lifecycle_stage = "
+                    "'active' AND status IN ('RUNNING', 'SCHEDULED')",
+                    (int(self.experiment_id),))])
+            finally:
+                con.close()
         rows = self._read_all()
         self.full_reads += 1
         self.last_read = len(rows)
@@ -168,14 +180,44 @@ class RunsCache:
         return bool(self.changed)
 
     def _partial(self, sig: tuple) -> bool:
+        """Re-read the runs on the watermarks (started, ended or logged a metric since the
+        last signature; >=, so that a write in the same millisecond is not missed) and the
+        running runs whose tags, param count or latest metrics moved, judged by small
+        queries, so that a live sweep's running trials are not read whole on every tick."""
         _, start, end, _, metric_ts = self._sig  # type: ignore[misc]
-        running = [k for k, r in self.rows.items() if r["status"] in _RUNNING]
-        marks = ",".join("?" * len(running))
-        where = ("r.status IN ('RUNNING', 'SCHEDULED') OR r.start_time >= ? "
-                 "OR r.end_time >= ? OR r.run_uuid IN (SELECT run_uuid FROM latest_metrics "
-                 "WHERE timestamp >= ?)" + (f" OR r.run_uuid IN ({marks})" if running else ""))
-        fresh = sqlite_rows(self.path, self.experiment_id, where,  # type: ignore[arg-type]
-                            [start or 0, end or 0, metric_ts or 0, *running])
+        was_running = [k for k, r in self.rows.items() if r["status"] in _RUNNING]
+        marks = ",".join("?" * len(was_running))
+        on_marks = ("r.start_time >= ? OR r.end_time >= ? OR r.run_uuid IN "
+                    "(SELECT run_uuid FROM latest_metrics WHERE timestamp >= ?)")
+        watermarks = [start or 0, end or 0, metric_ts or 0]
+        con = _connect(self.path)  # type: ignore[arg-type]
+        try:
+            heads = con.execute(
+                f"SELECT r.run_uuid, r.name, r.status, r.start_time, r.end_time, ({on_marks}) "
+                f"FROM runs r WHERE r.experiment_id = ? AND r.lifecycle_stage = 'active' AND "
+                f"(r.status IN ('RUNNING', 'SCHEDULED') OR {on_marks}"
+                + (f" OR r.run_uuid IN ({marks})" if was_running else "") + ")",
+                [*watermarks, int(self.experiment_id), *watermarks, *was_running]).fetchall()
+            running = [h[0] for h in heads if h[2] in _RUNNING]
+            digests = _digests(con, running)
+            reread = set()
+            for rid, name, status, begun, ended, marked in heads:
+                old = self.rows.get(rid)
+                if marked or old is None or (old["run_name"], old["status"], old["start_time"],
+                                             old["end_time"]) != (name, status, begun, ended):
+                    reread.add(rid)
+                elif status in _RUNNING and digests.get(rid) != self._digests.get(rid):
+                    reread.add(rid)
+            check = [rid for rid in running if rid not in reread]
+            for rid, tags in _tags(con, check).items():
+                if tags != self.rows[rid]["tags"]:
+                    reread.add(rid)
+        finally:
+            con.close()
+        fresh = sqlite_rows(self.path, self.experiment_id,  # type: ignore[arg-type]
+                            f"r.run_uuid IN ({','.join('?' * len(reread))})",
+                            sorted(reread)) if reread else []
+        self._digests = digests
         self.partial_reads += 1
         self.last_read = len(fresh)
         self.changed = {r["run_id"] for r in fresh if self.rows.get(r["run_id"]) != r}
@@ -186,4 +228,40 @@ class RunsCache:
             self.rows = dict(sorted(self.rows.items(),
                                     key=lambda kv: (kv[1]["start_time"] or 0, kv[0])))
         self._sig = sig
-        return self._bump()
+        changed = self._bump()
+        if len(self.rows) != sig[0]:  # a run came back (restored) with old times: read all
+            return self._full(sig) or changed
+        return changed
+
+
+def _digests(con: sqlite3.Connection, run_ids: list[str]) -> dict[str, tuple]:
+    """Per run: how many params, and a digest of its latest metrics (count, sums of their
+    timestamps, steps and values). Params cannot change once logged; a metric logged with a
+    timestamp behind the watermark (another machine's clock) still moves the digest."""
+    out: dict[str, tuple] = {rid: (0, 0, 0, 0, 0.0) for rid in run_ids}
+    for chunk in _chunks(run_ids):
+        marks = ",".join("?" * len(chunk))
+        for rid, n in con.execute(f"SELECT run_uuid, COUNT(*) FROM params WHERE run_uuid IN "
+                                  f"({marks}) GROUP BY run_uuid", chunk):
+            out[rid] = (n, *out[rid][1:])
+        for rid, *metrics in con.execute(
+                f"SELECT run_uuid, COUNT(*), SUM(timestamp), SUM(step), TOTAL(value) "
+                f"FROM latest_metrics WHERE run_uuid IN ({marks}) GROUP BY run_uuid", chunk):
+            out[rid] = (out[rid][0], *metrics)
+    return out
+
+
+def _tags(con: sqlite3.Connection, run_ids: list[str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {rid: {} for rid in run_ids}
+    for chunk in _chunks(run_ids):
+        for rid, key, value in con.execute(
+                f"SELECT run_uuid, key, value FROM tags WHERE run_uuid IN "
+                f"({','.join('?' * len(chunk))})", chunk):
+            out[rid][key] = value
+    return out
+
+
+def _chunks(items: list[str], size: int = 900) -> Iterator[list[str]]:
+    """Pieces under SQLite's limit on the number of ``?`` in a statement (999 before 3.32)."""
+    for i in range(0, len(items), size):
+        yield items[i:i + size]

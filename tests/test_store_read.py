@@ -166,3 +166,34 @@ def test_a_narrow_read_is_the_full_read_cut_to_what_was_asked(store, monkeypatch
     assert sorted(slow, key=lambda r: r["run_id"]) == sorted(expected, key=lambda r: r["run_id"])
     assert run_rows(store["uri"], "exp", params=(), metrics=()) == [
         {k: v for k, v in r.items() if not k.startswith(("param.", "metric."))} for r in full]
+
+
+def test_running_runs_are_read_again_only_when_their_tags_or_metrics_moved(store):
+    """A live sweep's running trials: one whose tags, params and latest metrics did not move
+    is not read again; a tag, a param, or a metric behind the newest timestamp (a worker
+    with a slow clock) brings it back; a restored run is seen at once."""
+    from mlflow.entities import Metric
+
+    t, runs = store["tracker"], store["runs"]
+    cache = runs_cache(store["uri"], "exp")
+    cache.refresh()
+    assert not cache.refresh() and runs[3] not in cache.changed
+    reads = cache.last_read
+    assert not cache.refresh() and cache.last_read == reads  # the watermark runs only
+    t.set_tags(runs[3], dict(note="epoch 2 done"))  # a tag alone, nothing on a watermark
+    assert cache.refresh() and cache.changed == {runs[3]}
+    assert cache.rows[runs[3]]["tags"]["note"] == "epoch 2 done"
+    t.client.log_param(runs[3], "train.extra", "1")
+    assert cache.refresh() and cache.changed == {runs[3]}
+    assert cache.rows[runs[3]]["params"]["train.extra"] == "1"
+    # a later step logged with an old timestamp: below the metric watermark
+    t.client.log_batch(runs[3], metrics=[Metric("val_top1", 55.0, 1, 9)])
+    assert cache.refresh() and cache.changed == {runs[3]}
+    assert cache.rows[runs[3]]["metrics"]["val_top1"] == 55.0
+    assert cache.full_reads == 1
+    # a deleted run goes and a restored one comes back, with its old times
+    t.client.delete_run(runs[0])
+    assert cache.refresh() and runs[0] not in cache.rows
+    t.client.restore_run(runs[0])
+    assert cache.refresh() and runs[0] in cache.rows and runs[0] in cache.changed
+    assert list(cache.rows)[1] == runs[0]  # in start order again

@@ -80,3 +80,29 @@ def test_fingerprints_are_never_reused_by_a_later_reader(fixture_store):
         del reader
         gc.collect()
     assert len(seen) == 20
+
+
+def test_diffs_computed_once_per_logged_value_equal_arch_diff():
+    """The first load puts each distinct logged value in canonical JSON once; the diffs are
+    arch_diff's, also where JSON tells values apart that == does not (1 vs 1.0, True vs 1)."""
+    from mvit_lab.dashboards.data import _trial_records, arch_diff
+    from mvit_lab.search.pareto import Objective
+
+    base = dict(embed_dim=96, mlp_ratio=4.0, depths=[1, 2], flag=True, kernel={"a": 1, "b": 2},
+                only_in_base=3)
+    logged = [dict(embed_dim="96", mlp_ratio="4.0", depths="[1, 2]", flag="true",
+                   kernel='{"b": 2, "a": 1}'),
+              dict(embed_dim="96.0", mlp_ratio="4", depths="[1,2]", flag="1", kernel="plain",
+                   extra="null"),
+              dict(embed_dim="64", mlp_ratio="4.0", depths="[2, 1]", flag="false",
+                   kernel='{"a": 1, "b": 3}', extra="7")]
+    rows = [{"run_id": f"r{i}", "status": "FINISHED", "tag.status": "finished",
+             **{f"param.model.{k}": v for k, v in knobs.items()}}
+            for i, knobs in enumerate(logged * 3)]
+    records = _trial_records(rows, (Objective("val_top1", "max"),), base)
+    expected = [arch_diff(rec["model"], base) for rec in records]
+    assert [rec["diff"] for rec in records] == expected
+    assert expected[0] == []
+    assert [k for k, _, _ in expected[1]] == ["embed_dim", "mlp_ratio", "flag", "kernel"]
+    assert [k for k, _, _ in expected[2]] == ["embed_dim", "depths", "flag", "kernel", "extra"]
+    assert all(rec["diff"] == [] for rec in _trial_records(rows, (), None))
