@@ -541,6 +541,17 @@ class StoreReader:
                 self._frames[experiment] = cached
             return cached[1]
 
+    def runs_of(self, experiment: str, run_ids: Iterable[str]) -> pd.DataFrame:
+        """The rows of ``run_ids`` alone, as :meth:`runs` has them: a view that needs a few
+        runs (a sweep's parent) does not build the frame of every run of the experiment."""
+        from mvit_lab.tracking import frame_from_rows
+
+        wanted = set(run_ids)
+        with self._lock:
+            cache = self._cache(experiment)
+            return frame_from_rows([r for r in cache.rows.values() if r["run_id"] in wanted],
+                                   cache.experiment_id)
+
     def _mini(self, experiment: str, cache: Any) -> pd.DataFrame:
         cached = self._minis.get(experiment)
         if cached is None or cached[0] != cache.version:

@@ -106,3 +106,17 @@ def test_diffs_computed_once_per_logged_value_equal_arch_diff():
     assert [k for k, _, _ in expected[1]] == ["embed_dim", "mlp_ratio", "flag", "kernel"]
     assert [k for k, _, _ in expected[2]] == ["embed_dim", "depths", "flag", "kernel", "extra"]
     assert all(rec["diff"] == [] for rec in _trial_records(rows, (), None))
+
+
+def test_the_recipe_banner_reads_the_parent_run_alone(fixture_store):
+    """The banner (redrawn on every change of the sweep) takes the parent's params from a
+    one-run frame: the same params as from the frame of every run."""
+    from mvit_lab.dashboards.meta import parent_params
+
+    reader = StoreReader(fixture_store["uri"])
+    sweep = reader.sweep("ablation")
+    one = reader.runs_of("ablation", [sweep.parent_run_id])
+    assert list(one["run_id"]) == [sweep.parent_run_id]
+    params = parent_params(one, sweep.parent_run_id)
+    assert params == parent_params(reader.runs("ablation"), sweep.parent_run_id)
+    assert params["experiment.name"] == "ablation" and len(params) > 10
