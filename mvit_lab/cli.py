@@ -368,8 +368,9 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     if args.objectives:
         check_metric_names([o.name for o in objectives], "--objectives",
                            video=exp.data.is_video, pretrain=exp.pretrain is not None)
-    # only what the records read: the model's params and the objectives' and costs' metrics
-    rows = _sweep_runs(args.experiment, sweep, params=("model.",),
+    # only what is printed: the objectives' and costs' metrics, and the model's params for
+    # --json (the table shows none)
+    rows = _sweep_runs(args.experiment, sweep, params=("model.",) if args.json else (),
                        metrics={*METRICS, *(o.name for o in objectives)})
     logged = {k for r in rows for k in r if k.startswith("metric.")}  # the frame's columns
     runs = [r for r in rows if r["parent_run_id"] is not None]  # not the sweeps' parent runs

@@ -50,9 +50,18 @@ def test_pareto_json_equals_the_front_of_the_full_runs_frame(fixture_store, tmp_
         assert {k: _nan_to_none(v) for k, v in mine.items()} == \
             {k: _nan_to_none(v) for k, v in theirs.items()}
     assert [(r["val_top1"], r["gflops"]) for r in got] == [(94.0, 1.0), (87.0, 0.5)]
+    # the table (which reads no params at all) as the full frame's records print it
+    from mvit_lab.cli import _front_rows, _table
+    from mvit_lab.search.records import cost_summary
+
+    records = sweep_records(runs, objectives)
+    expected_text = "\n".join([
+        "2 of 8 trials on the front of val_top1 max, gflops min",
+        cost_summary([r for r in records if r["status"] == "finished"]),
+        _table(_front_rows(front, list(objectives)),
+               ["rank", "point", "seed", "val_top1", "gflops", "params", "throughput"])]) + "\n"
     assert main(["pareto", str(path)]) == 0
-    assert capsys.readouterr().out.startswith("2 of 8 trials on the front of val_top1 max, "
-                                              "gflops min\n")
+    assert capsys.readouterr().out == expected_text
 
 
 def test_pareto_does_not_import_torch(fixture_store, tmp_path):
