@@ -331,13 +331,14 @@ def _trial_records(trials: pd.DataFrame | list[dict[str, Any]],
     """The records of ``trials``: a runs frame, or its rows as dicts (``flat_rows``)."""
     rows = trials.to_dict("records") if isinstance(trials, pd.DataFrame) else trials
     records = sweep_records(rows, objectives)
+    memo: dict[str, tuple] = {}  # logged texts parsed once (see records.unflatten)
     for rec, row in zip(records, rows):
         rec["status"] = _status(row)
         for key in ("run_name", "point", "seed", "ladder_step", "design_space", "reason"):
             rec[key] = _text(rec.get(key))
         params = {c[len("param."):]: v for c, v in row.items()
                   if c.startswith("param.") and isinstance(v, str)}
-        rec["config"] = unflatten(params, "")
+        rec["config"] = unflatten(params, "", memo)
         rec["train"] = rec["config"].get("train") or {}
         rec["trial_id"] = _text(row.get("tag.trial_id"))
         rec["start_time"] = row.get("start_time")

@@ -106,6 +106,20 @@ def test_diffs_computed_once_per_logged_value_equal_arch_diff():
     assert [k for k, _, _ in expected[1]] == ["embed_dim", "mlp_ratio", "flag", "kernel"]
     assert [k for k, _, _ in expected[2]] == ["embed_dim", "depths", "flag", "kernel", "extra"]
     assert all(rec["diff"] == [] for rec in _trial_records(rows, (), None))
+    # each text parsed once: the same values, and every record its own lists and dicts
+    import json
+
+    from mvit_lab.search.records import param_value, unflatten
+
+    for rec, row in zip(records, rows):
+        params = {k[len("param."):]: v for k, v in row.items() if k.startswith("param.")}
+        assert json.dumps(rec["config"]) == json.dumps(unflatten(params, ""))
+        assert json.dumps(rec["model"]) == json.dumps(
+            {k[len("param.model."):]: param_value(v) for k, v in row.items()
+             if k.startswith("param.model.")})
+    assert records[0]["model"]["depths"] == records[3]["model"]["depths"] == [1, 2]
+    assert records[0]["model"]["depths"] is not records[3]["model"]["depths"]
+    assert records[0]["config"]["model"]["kernel"] is not records[3]["config"]["model"]["kernel"]
 
 
 def test_the_recipe_banner_reads_the_parent_run_alone(fixture_store):
