@@ -11,8 +11,11 @@ caller's units.
   objectives by slicing along the last one (HSO): between consecutive values of the last
   objective the dominated region is a prism over the (M-1)-D hypervolume of the points seen so
   far, whose non-dominated set is kept incrementally.
+* ``pareto_front``: the front alone; with two objectives by one sort (O(N log N)).
 * ``front_table`` / ``front_ranks``: the same over sweep records (dicts), where failed, pruned,
-  running or truncated trials and trials missing a metric are never on a front.
+  running or truncated trials and trials missing a metric are never on a front. The last few
+  sorts are remembered by their whole input (the eligible trials' values), so the views of a
+  dashboard and the refreshes of a live sweep whose finished trials did not change sort once.
 """
 
 from __future__ import annotations
