@@ -37,7 +37,12 @@ def test_an_idle_refresh_reuses_the_views_and_a_changed_run_recomputes_them(fixt
     uri, runs = fixture_copy["uri"], fixture_copy["ablation_runs"]
     built = []
     real = views._get_front_info
-    monkeypatch.setattr(views, "_get_front_info", lambda *a: built.append(a[2:]) or real(*a))
+
+    def counted(*args):
+        built.append(args[2:])
+        return real(*args)
+
+    monkeypatch.setattr(views, "_get_front_info", counted)
     reader = StoreReader(uri, max_age_s=0.0)
 
     def page():
@@ -49,9 +54,13 @@ def test_an_idle_refresh_reuses_the_views_and_a_changed_run_recomputes_them(fixt
     again, same = page()  # nothing changed in the store
     assert again is sweep and all(a is b for a, b in zip(same, infos)) and len(built) == 2
 
-    def fresh_infos():
-        sweep = load_sweep(uri, "ablation")
-        return [_front_info(sweep, *view) for view in default_views(sweep, 2)]
+    def fresh_infos():  # from a fresh read, not counted
+        monkeypatch.setattr(views, "_get_front_info", real)
+        try:
+            sweep = load_sweep(uri, "ablation")
+            return [_front_info(sweep, *view) for view in default_views(sweep, 2)]
+        finally:
+            monkeypatch.setattr(views, "_get_front_info", counted)
 
     assert infos == fresh_infos()
     tracker = Tracker(uri, "ablation")
