@@ -154,13 +154,17 @@ class RunsCache:
             return self._partial(sig)
 
     def _full(self, sig: tuple | None) -> bool:
-        if self.path is not None:  # taken before the read: a later write moves them
+        if self.path is not None and sig is not None:
+            # of the runs the next refresh checks (running, or on a watermark): taken before
+            # the read, so that a write in between moves them
             con = _connect(self.path)
             try:
                 self._digests = _digests(con, [rid for (rid,) in con.execute(
-                    "SELECT run_uuid FROM runs WHERE experiment_id = ? AND lifecycle_stage = "
-                    "'active' AND status IN ('RUNNING', 'SCHEDULED')",
-                    (int(self.experiment_id),))])
+                    "SELECT r.run_uuid FROM runs r WHERE r.experiment_id = ? AND "
+                    "r.lifecycle_stage = 'active' AND (r.status IN ('RUNNING', 'SCHEDULED') "
+                    "OR r.start_time = ? OR r.end_time = ? OR r.run_uuid IN (SELECT run_uuid "
+                    "FROM latest_metrics WHERE timestamp = ?))",
+                    (int(self.experiment_id), sig[1] or 0, sig[2] or 0, sig[4] or 0))])
             finally:
                 con.close()
         rows = self._read_all()
@@ -180,35 +184,39 @@ class RunsCache:
         return bool(self.changed)
 
     def _partial(self, sig: tuple) -> bool:
-        """Re-read the runs on the watermarks (started, ended or logged a metric since the
-        last signature; >=, so that a write in the same millisecond is not missed) and the
-        running runs whose tags, param count or latest metrics moved, judged by small
-        queries, so that a live sweep's running trials are not read whole on every tick."""
+        """Re-read the runs past the watermarks (started, ended or logged a metric after the
+        last signature's newest times), and of the runs running or on a watermark (a write
+        in the same millisecond is possible) those whose times, status, latest metrics,
+        param count or (running) tags moved, judged by small queries: a live sweep's
+        running trials, and runs sharing the newest timestamp (a store copied or imported
+        in one go), are not read whole on every tick."""
         _, start, end, _, metric_ts = self._sig  # type: ignore[misc]
         was_running = [k for k, r in self.rows.items() if r["status"] in _RUNNING]
         marks = ",".join("?" * len(was_running))
-        on_marks = ("r.start_time >= ? OR r.end_time >= ? OR r.run_uuid IN "
-                    "(SELECT run_uuid FROM latest_metrics WHERE timestamp >= ?)")
+        past = ("r.start_time > ? OR r.end_time > ? OR r.run_uuid IN "
+                "(SELECT run_uuid FROM latest_metrics WHERE timestamp > ?)")
+        on = ("r.start_time = ? OR r.end_time = ? OR r.run_uuid IN "
+              "(SELECT run_uuid FROM latest_metrics WHERE timestamp = ?)")
         watermarks = [start or 0, end or 0, metric_ts or 0]
         con = _connect(self.path)  # type: ignore[arg-type]
         try:
             heads = con.execute(
-                f"SELECT r.run_uuid, r.name, r.status, r.start_time, r.end_time, ({on_marks}) "
+                f"SELECT r.run_uuid, r.name, r.status, r.start_time, r.end_time, ({past}) "
                 f"FROM runs r WHERE r.experiment_id = ? AND r.lifecycle_stage = 'active' AND "
-                f"(r.status IN ('RUNNING', 'SCHEDULED') OR {on_marks}"
+                f"(r.status IN ('RUNNING', 'SCHEDULED') OR {past} OR {on}"
                 + (f" OR r.run_uuid IN ({marks})" if was_running else "") + ")",
-                [*watermarks, int(self.experiment_id), *watermarks, *was_running]).fetchall()
-            running = [h[0] for h in heads if h[2] in _RUNNING]
-            digests = _digests(con, running)
+                [*watermarks, int(self.experiment_id), *watermarks, *watermarks,
+                 *was_running]).fetchall()
+            digests = _digests(con, [h[0] for h in heads])
             reread = set()
             for rid, name, status, begun, ended, marked in heads:
                 old = self.rows.get(rid)
                 if marked or old is None or (old["run_name"], old["status"], old["start_time"],
                                              old["end_time"]) != (name, status, begun, ended):
                     reread.add(rid)
-                elif status in _RUNNING and digests.get(rid) != self._digests.get(rid):
+                elif digests.get(rid) != self._digests.get(rid):
                     reread.add(rid)
-            check = [rid for rid in running if rid not in reread]
+            check = [h[0] for h in heads if h[2] in _RUNNING and h[0] not in reread]
             for rid, tags in _tags(con, check).items():
                 if tags != self.rows[rid]["tags"]:
                     reread.add(rid)
