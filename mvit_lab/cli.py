@@ -493,11 +493,9 @@ def _sweep_runs(path: str, sweep: Any, **narrow: Any) -> Any:
     """The MLflow runs of ``sweep``; a sweep that never ran is a one-line error. With
     ``params`` / ``metrics`` (see :func:`mvit_lab.tracking.run_rows`): those alone, as rows
     rather than a frame."""
-    from mlflow import MlflowClient
+    from mvit_lab.tracking import experiment_exists, run_rows, runs_dataframe
 
-    from mvit_lab.tracking import run_rows, runs_dataframe
-
-    if MlflowClient(sweep.tracking_uri).get_experiment_by_name(sweep.mlflow_experiment) is None:
+    if not experiment_exists(sweep.tracking_uri, sweep.mlflow_experiment):
         raise ValueError(f"{path}: no sweep has logged to MLflow experiment "
                          f"{sweep.mlflow_experiment!r} at {sweep.tracking_uri} yet (run "
                          f"mvit-lab sweep {path})")

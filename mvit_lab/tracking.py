@@ -48,6 +48,7 @@ __all__ = [
     "Tracker",
     "default_tracking_uri",
     "ensure_experiment",
+    "experiment_exists",
     "flat_rows",
     "flatten_params",
     "frame_from_rows",
@@ -232,6 +233,46 @@ def _get_experiment_id(client: MlflowClient, name: str) -> str:
             "create it on the driver with ensure_experiment() first"
         )
     return experiment.experiment_id
+
+
+def _sqlite_experiments(uri: str) -> list[dict[str, str]] | None:
+    """A SQLite store's experiments read with SQL (``_store_read.sqlite_experiments``); None
+    for other stores, a missing file, or a schema MLflow changed (then MLflow reads)."""
+    from mvit_lab._store_read import sqlite_experiments
+
+    path = sqlite_path(uri)
+    if path is None or not path.is_file():
+        return None
+    try:
+        return sqlite_experiments(path)
+    except sqlite3.OperationalError as err:
+        if "no such" not in str(err):
+            raise
+        _logger.warning("%s: MLflow's SQLite schema is not the one mvit-lab reads fast (%s); "
+                        "reading through MLflow", path, err)
+        return None
+
+
+def _experiment_id(uri: str, name: str) -> str:
+    """``_get_experiment_id``, read with SQL from a SQLite store (no MlflowClient)."""
+    experiments = _sqlite_experiments(uri)
+    if experiments is None:
+        return _get_experiment_id(MlflowClient(uri), name)
+    _check_name(name)
+    for e in experiments:
+        if e["name"] == name and e["lifecycle_stage"] == "active":
+            return e["experiment_id"]
+    raise ValueError(f"experiment {name!r} does not exist in {uri}; "
+                     "create it on the driver with ensure_experiment() first")
+
+
+def experiment_exists(tracking_uri: str, name: str) -> bool:
+    """Whether the store has an experiment called ``name`` (active or deleted)."""
+    uri = resolve_tracking_uri(tracking_uri)
+    experiments = _sqlite_experiments(uri)
+    if experiments is None:
+        return MlflowClient(uri).get_experiment_by_name(name) is not None
+    return any(e["name"] == name for e in experiments)
 
 
 # -- params ---------------------------------------------------------------------------------------
@@ -564,9 +605,8 @@ def runs_dataframe(
     group sorted. ``frame.attrs["experiment_id"]`` holds the experiment's id.
     """
     uri = resolve_tracking_uri(tracking_uri)
-    client = MlflowClient(uri)
-    experiment_id = _get_experiment_id(client, experiment_name)
-    return frame_from_rows(_read_rows(client, uri, experiment_id, parent_run_id),
+    experiment_id = _experiment_id(uri, experiment_name)
+    return frame_from_rows(_read_rows(None, uri, experiment_id, parent_run_id),
                            experiment_id)
 
 
@@ -577,12 +617,11 @@ def run_rows(tracking_uri: str, experiment_name: str, *, params: Collection[str]
     whose names start with one of these prefixes (``("model.",)``); ``metrics``, these
     metrics (default: all of each; tags are always all read)."""
     uri = resolve_tracking_uri(tracking_uri)
-    client = MlflowClient(uri)
-    experiment_id = _get_experiment_id(client, experiment_name)
-    return flat_rows(_read_rows(client, uri, experiment_id, params=params, metrics=metrics))
+    experiment_id = _experiment_id(uri, experiment_name)
+    return flat_rows(_read_rows(None, uri, experiment_id, params=params, metrics=metrics))
 
 
-def _read_rows(client: MlflowClient, uri: str, experiment_id: str,
+def _read_rows(client: MlflowClient | None, uri: str, experiment_id: str,
                parent_run_id: str | None = None, params: Collection[str] | None = None,
                metrics: Collection[str] | None = None) -> list[dict[str, Any]]:
     """The experiment's active runs as plain rows (see ``_store_read.sqlite_rows``, also for
@@ -604,6 +643,7 @@ def _read_rows(client: MlflowClient, uri: str, experiment_id: str,
             # MLflow changed its tables: the slow, documented read still works
             _logger.warning("%s: MLflow's SQLite schema is not the one mvit-lab reads fast (%s); "
                         "reading through search_runs", path, err)
+    client = client or MlflowClient(uri)  # created only here: it costs seconds the first time
     filter_string = ""
     if parent_run_id is not None:
         filter_string = f"tags.`{PARENT_TAG}` = {_filter_literal(parent_run_id, 'parent_run_id')}"
@@ -665,10 +705,9 @@ def runs_cache(tracking_uri: str, experiment_name: str, full_every_s: float = 30
     from mvit_lab._store_read import RunsCache
 
     uri = resolve_tracking_uri(tracking_uri)
-    client = MlflowClient(uri)
-    experiment_id = _get_experiment_id(client, experiment_name)
+    experiment_id = _experiment_id(uri, experiment_name)
     return RunsCache(sqlite_path(uri), experiment_id,
-                     lambda: _read_rows(client, uri, experiment_id), full_every_s)
+                     lambda: _read_rows(None, uri, experiment_id), full_every_s)
 
 
 def parent_runs_named(tracking_uri: str, experiment_name: str, run_name: str) -> list[Run]:
@@ -718,6 +757,10 @@ def list_experiments(tracking_uri: str) -> list[dict[str, str]]:
     path = sqlite_path(uri)
     if path is not None and not path.is_file():
         raise ValueError(f"tracking_uri: no MLflow store at {path}")
+    fast = _sqlite_experiments(uri)
+    if fast is not None:
+        return [dict(name=e["name"], experiment_id=e["experiment_id"]) for e in fast
+                if e["lifecycle_stage"] == "active"]
     client = MlflowClient(uri)
     experiments = client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
     return sorted((dict(name=e.name, experiment_id=e.experiment_id) for e in experiments),

@@ -197,3 +197,30 @@ def test_running_runs_are_read_again_only_when_their_tags_or_metrics_moved(store
     t.client.restore_run(runs[0])
     assert cache.refresh() and runs[0] in cache.rows and runs[0] in cache.changed
     assert list(cache.rows)[1] == runs[0]  # in start order again
+
+
+def test_a_sqlite_store_is_read_without_mlflows_client_and_as_mlflow_reads_it(store,
+                                                                              monkeypatch):
+    """Creating MLflow's SQLAlchemy store costs seconds of CPU per process: reading a SQLite
+    store never does it, and finds the experiments MLflow finds (a deleted one too)."""
+    from mvit_lab.tracking import experiment_exists, list_experiments, run_rows
+
+    ensure_experiment("gone", store["uri"])
+    t = Tracker(store["uri"], "exp")
+    t.client.delete_experiment(Tracker(store["uri"], "gone").experiment_id)
+    monkeypatch.setattr(tracking, "sqlite_path", lambda uri: None)  # MLflow's reads
+    slow = (list_experiments(store["uri"]), experiment_exists(store["uri"], "gone"),
+            experiment_exists(store["uri"], "never"))
+    monkeypatch.undo()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("MlflowClient created")
+
+    monkeypatch.setattr(tracking, "MlflowClient", refuse)
+    assert (list_experiments(store["uri"]), experiment_exists(store["uri"], "gone"),
+            experiment_exists(store["uri"], "never")) == slow
+    assert [e["name"] for e in slow[0]] == ["Default", "exp"] and slow[1:] == (True, False)
+    assert len(runs_dataframe(store["uri"], "exp")) == 5 and len(run_rows(store["uri"], "exp"))
+    assert runs_cache(store["uri"], "exp").refresh()
+    with pytest.raises(ValueError, match="experiment 'gone' does not exist in sqlite:///"):
+        runs_dataframe(store["uri"], "gone")
