@@ -173,12 +173,14 @@ class RunsCache:
             # the read, so that a write in between moves them
             con = _connect(self.path)
             try:
-                self._digests = _digests(con, [rid for (rid,) in con.execute(
-                    "SELECT r.run_uuid FROM runs r WHERE r.experiment_id = ? AND "
+                ids = con.execute(
+                    "SELECT r.run_uuid, r.status FROM runs r WHERE r.experiment_id = ? AND "
                     "r.lifecycle_stage = 'active' AND (r.status IN ('RUNNING', 'SCHEDULED') "
                     "OR r.start_time = ? OR r.end_time = ? OR r.run_uuid IN (SELECT run_uuid "
                     "FROM latest_metrics WHERE timestamp = ?))",
-                    (int(self.experiment_id), sig[1] or 0, sig[2] or 0, sig[4] or 0))])
+                    (int(self.experiment_id), sig[1] or 0, sig[2] or 0, sig[4] or 0)).fetchall()
+                self._digests = _digests(con, [rid for rid, _ in ids],
+                                         {rid for rid, status in ids if status in _RUNNING})
             finally:
                 con.close()
         rows = self._read_all()
@@ -221,7 +223,8 @@ class RunsCache:
                 + (f" OR r.run_uuid IN ({marks})" if was_running else "") + ")",
                 [*watermarks, int(self.experiment_id), *watermarks, *watermarks,
                  *was_running]).fetchall()
-            digests = _digests(con, [h[0] for h in heads])
+            digests = _digests(con, [h[0] for h in heads],
+                               {h[0] for h in heads if h[2] in _RUNNING})
             reread = set()
             for rid, name, status, begun, ended, marked in heads:
                 old = self.rows.get(rid)
@@ -256,21 +259,25 @@ class RunsCache:
         return changed
 
 
-def _digests(con: sqlite3.Connection, run_ids: list[str]) -> dict[str, tuple]:
-    """Per run: how many params, and a digest of its latest metrics (count, sums of their
-    timestamps, steps and values). Params cannot change once logged; a metric logged with a
-    timestamp behind the watermark (another machine's clock) still moves the digest."""
-    out: dict[str, tuple] = {rid: (0, 0, 0, 0, 0.0) for rid in run_ids}
+def _digests(con: sqlite3.Connection, run_ids: list[str],
+             running: set[str] | frozenset[str] = frozenset()) -> dict[str, tuple]:
+    """Per run: a digest of its latest metrics (count, sums of their timestamps, steps and
+    values), and for the ``running`` ones how many params. A metric logged in the watermark's
+    millisecond, or with a timestamp behind it (another machine's clock), moves the digest;
+    params cannot change once logged, only be added (to a running run)."""
+    metrics: dict[str, tuple] = {}
+    params: dict[str, int] = {}
     for chunk in _chunks(run_ids):
         marks = ",".join("?" * len(chunk))
-        for rid, n in con.execute(f"SELECT run_uuid, COUNT(*) FROM params WHERE run_uuid IN "
-                                  f"({marks}) GROUP BY run_uuid", chunk):
-            out[rid] = (n, *out[rid][1:])
-        for rid, *metrics in con.execute(
-                f"SELECT run_uuid, COUNT(*), SUM(timestamp), SUM(step), TOTAL(value) "
-                f"FROM latest_metrics WHERE run_uuid IN ({marks}) GROUP BY run_uuid", chunk):
-            out[rid] = (out[rid][0], *metrics)
-    return out
+        metrics.update((rid, tuple(rest)) for rid, *rest in con.execute(
+            f"SELECT run_uuid, COUNT(*), SUM(timestamp), SUM(step), TOTAL(value) "
+            f"FROM latest_metrics WHERE run_uuid IN ({marks}) GROUP BY run_uuid", chunk))
+        mine = [rid for rid in chunk if rid in running]
+        if mine:
+            params.update(con.execute(
+                f"SELECT run_uuid, COUNT(*) FROM params WHERE run_uuid IN "
+                f"({','.join('?' * len(mine))}) GROUP BY run_uuid", mine))
+    return {rid: (params.get(rid, 0), metrics.get(rid)) for rid in run_ids}
 
 
 def _tags(con: sqlite3.Connection, run_ids: list[str]) -> dict[str, dict[str, str]]:

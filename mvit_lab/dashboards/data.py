@@ -503,6 +503,7 @@ class StoreReader:
         self._checked: dict[str, float] = {}
         self._frames: dict[str, tuple[int, pd.DataFrame]] = {}
         self._minis: dict[str, tuple[int, pd.DataFrame]] = {}
+        self._sweep_lists: dict[str, tuple[int, list[dict[str, Any]]]] = {}
         self._overview: dict[str, tuple[int, dict[str, Any] | None]] = {}
         self._sweeps: dict[tuple[str, str | None], tuple[int, Sweep]] = {}
         self.reads = 0  # store refreshes made, for tests and the status line
@@ -553,6 +554,14 @@ class StoreReader:
             return frame_from_rows([r for r in cache.rows.values() if r["run_id"] in wanted],
                                    cache.experiment_id)
 
+    def _sweep_list(self, experiment: str, cache: Any) -> list[dict[str, Any]]:
+        """``_sweep_rows`` of the experiment, computed once per change of its runs."""
+        cached = self._sweep_lists.get(experiment)
+        if cached is None or cached[0] != cache.version:
+            cached = (cache.version, _sweep_rows(self._mini(experiment, cache)))
+            self._sweep_lists[experiment] = cached
+        return cached[1]
+
     def _mini(self, experiment: str, cache: Any) -> pd.DataFrame:
         cached = self._minis.get(experiment)
         if cached is None or cached[0] != cache.version:
@@ -574,7 +583,7 @@ class StoreReader:
                     if cache.rows:
                         trials = [r for r in cache.rows.values() if r["tags"].get(PARENT_TAG)]
                         row = dict(name=exp["name"], experiment_id=exp["experiment_id"],
-                                   sweeps=len(_sweep_rows(self._mini(exp["name"], cache))),
+                                   sweeps=len(self._sweep_list(exp["name"], cache)),
                                    trials=len(trials),
                                    counts=_counts_of(dict(status=_row_status(r))
                                                      for r in trials),
@@ -593,7 +602,7 @@ class StoreReader:
 
         with self._lock:
             cache = self._cache(experiment)
-            sweeps = _sweep_rows(self._mini(experiment, cache))
+            sweeps = self._sweep_list(experiment, cache)
             if parent_run_id is None:
                 parent_run_id = sweeps[0]["run_id"] if sweeps else None
             key = (experiment, parent_run_id)
