@@ -35,13 +35,13 @@ import time
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import pandas as pd
-from mlflow.entities import Metric, Param, Run, RunTag, ViewType
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
 
 __all__ = [
     "RUN_COLUMNS",
@@ -65,6 +65,26 @@ __all__ = [
 ]
 
 _logger = logging.getLogger(__name__)
+
+
+# MLflow is imported on first use: importing it costs ~3 CPU-s, which `mvit-lab pareto` on a
+# SQLite store (read with SQL, see _store_read) never needs
+def MlflowClient(*args: Any, **kwargs: Any) -> Any:
+    from mlflow.tracking import MlflowClient as client
+
+    return client(*args, **kwargs)
+
+
+def _mlflow_entities() -> Any:
+    import mlflow.entities
+
+    return mlflow.entities
+
+
+def _mlflow_exception() -> type[Exception]:
+    from mlflow.exceptions import MlflowException
+
+    return MlflowException
 
 DEFAULT_DB_NAME = "mlruns.db"
 ARTIFACT_DIR_NAME = "mlartifacts"
@@ -204,7 +224,7 @@ def _ensure_experiment(name: str, tracking_uri: str) -> str:
             )
             _logger.info("created MLflow experiment %r (id %s)", name, experiment_id)
             return experiment_id
-        except MlflowException:
+        except _mlflow_exception():
             # another process may have created it between the lookup and the create
             experiment = client.get_experiment_by_name(name)
             if experiment is None:
@@ -460,7 +480,7 @@ class Tracker:
             raise ValueError(
                 f"params of run {run_id} cannot change (MLflow params are immutable): {detail}"
             )
-        new = [Param(k, v) for k, v in params.items() if k not in existing]
+        new = [_mlflow_entities().Param(k, v) for k, v in params.items() if k not in existing]
         for start in range(0, len(new), MAX_PARAMS_PER_BATCH):
             self.client.log_batch(run_id, params=new[start : start + MAX_PARAMS_PER_BATCH])
 
@@ -484,13 +504,13 @@ class Tracker:
             value = float(value)
             if math.isnan(value):
                 continue
-            entries.append(Metric(key, value, timestamp, int(step)))
+            entries.append(_mlflow_entities().Metric(key, value, timestamp, int(step)))
         if entries:
             self.client.log_batch(run_id, metrics=entries)
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         """Set (or overwrite) tags; non-string values are stored as JSON."""
-        entries = [RunTag(k, v) for k, v in _tag_values(tags).items()]
+        entries = [_mlflow_entities().RunTag(k, v) for k, v in _tag_values(tags).items()]
         for start in range(0, len(entries), MAX_PARAMS_PER_BATCH):
             self.client.log_batch(run_id, tags=entries[start : start + MAX_PARAMS_PER_BATCH])
 
@@ -571,7 +591,7 @@ def _to_json_pretty(obj: Any, what: str) -> str:
 def _get_run(client: MlflowClient, run_id: str) -> Run:
     try:
         return client.get_run(run_id)
-    except MlflowException as err:
+    except _mlflow_exception() as err:
         raise ValueError(
             f"run_id: no run {run_id!r} in {client.tracking_uri} ({err.message})"
         ) from err
@@ -584,7 +604,7 @@ def _search(client: MlflowClient, experiment_id: str, filter_string: str = "") -
         page = client.search_runs(
             [experiment_id],
             filter_string=filter_string,
-            run_view_type=ViewType.ACTIVE_ONLY,
+            run_view_type=_mlflow_entities().ViewType.ACTIVE_ONLY,
             max_results=_SEARCH_PAGE,
             order_by=["attributes.start_time ASC"],
             page_token=token,
@@ -762,7 +782,8 @@ def list_experiments(tracking_uri: str) -> list[dict[str, str]]:
         return [dict(name=e["name"], experiment_id=e["experiment_id"]) for e in fast
                 if e["lifecycle_stage"] == "active"]
     client = MlflowClient(uri)
-    experiments = client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
+    experiments = client.search_experiments(
+        view_type=_mlflow_entities().ViewType.ACTIVE_ONLY)
     return sorted((dict(name=e.name, experiment_id=e.experiment_id) for e in experiments),
                   key=lambda e: e["name"])
 
