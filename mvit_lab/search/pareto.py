@@ -161,7 +161,8 @@ def _dominance_matrix(costs: np.ndarray) -> np.ndarray:
     """``[N, N]`` booleans, ``[i, j]`` true when point i dominates point j (no NaN in costs).
 
     Built one objective at a time on ``[rows, N]`` blocks: no ``[rows, N, M]`` temporaries
-    and no reductions over the short objective axis (about 4x faster at N = 5,000, M = 3).
+    and no reductions over the short objective axis: at N = 4,500, M = 3, 0.07 s of CPU
+    instead of 1.4 s (medians of 3, alternating, on a shared 2-core machine).
     """
     n, m = costs.shape
     out = np.empty((n, n), dtype=bool)
