@@ -18,8 +18,12 @@ by ``time.perf_counter``):
 - ``tick_idle``: a refresh tick of a warm reader when nothing changed;
 - ``tick_changed``: a refresh tick after one running trial logged an epoch (its metrics and a
   tag), the case of a live sweep;
-- ``pareto``: `mvit-lab pareto EXPERIMENT` in a subprocess (wall, imports included), and its
-  reading and front in this process.
+- ``pareto``: `mvit-lab pareto EXPERIMENT` in a subprocess (``pareto_cli``: its CPU seconds
+  from ``getrusage(RUSAGE_CHILDREN)`` and wall, imports included), and its reading and front
+  in this process (``pareto_read``).
+
+Two versions of the code side by side: run the script with ``PYTHONPATH`` at each checkout
+(``git archive REV mvit_lab | tar -x -C DIR``) and a ``--label`` for each.
 """
 
 from __future__ import annotations
@@ -194,10 +198,10 @@ def measure(db: Path, experiment: str, repeats: int) -> dict[str, Any]:
             search=dict(params=dict(embed_dim=dict(choice=[16, 24]))),
             objectives=dict(val_top1="max", gflops="min"), tracking=dict(uri=uri))))
         env = dict(os.environ, PYTHONPATH=os.environ.get("PYTHONPATH", str(ROOT)))
-        w = time.perf_counter()
+        w, c = time.perf_counter(), _children_cpu()
         done = subprocess.run([sys.executable, "-m", "mvit_lab.cli", "pareto", str(exp_file)],
                               capture_output=True, text=True, env=env, cwd=db.parent)
-        add("pareto_cli", float("nan"), time.perf_counter() - w)
+        add("pareto_cli", _children_cpu() - c, time.perf_counter() - w)
         assert done.returncode == 0, done.stderr[-2000:]
         cpu, wall, _ = _timed(lambda exp_file=exp_file: _pareto_in_process(exp_file))
         add("pareto_read", cpu, wall)
@@ -205,6 +209,14 @@ def measure(db: Path, experiment: str, repeats: int) -> dict[str, Any]:
                for k, v in out.items()}
     summary["records"] = n
     return summary
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of this process's finished children."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _pareto_in_process(exp_file: Path) -> None:

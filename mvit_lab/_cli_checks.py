@@ -13,10 +13,12 @@ import argparse
 import math
 import os
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from mvit_lab.config import ArchConfig, expand_blocks
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["check_fits", "check_save_path", "forward_logits", "memory_needed", "positive_int"]
 
@@ -105,6 +107,8 @@ def check_fits(cfg: ArchConfig, batch: int, n_params: int) -> None:
 
 def forward_logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Logits of ``model(x)``; running out of memory is a one-line error, not a traceback."""
+    import torch  # here, so that importing the CLI does not import torch
+
     try:
         with torch.inference_mode():
             return model(x)

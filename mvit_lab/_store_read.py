@@ -11,10 +11,12 @@ rows ``search_runs`` gives. Other stores (a tracking server) go through ``search
 
 :class:`RunsCache` keeps one experiment's rows and re-reads only what changed: a cheap
 signature query (active runs, their latest start and end times, the newest metric timestamp,
-how many run) says whether anything moved; if so only the runs still running, started or
-ended since, or with metrics logged since, are read again. A deleted run (the count drops)
-and every ``full_every_s`` seconds bring a full read, so a tag set alone on an ended run is
-seen within that time.
+how many run) says whether anything moved; if so only the runs started or ended since, or
+with metrics logged since, are read again, and of the runs still running only those whose
+tags, param count or latest metrics moved (small queries on those runs say which; a live
+sweep's running trials are not read whole on every tick). A deleted or restored run (the
+count moves without a run on the watermarks) and every ``full_every_s`` seconds bring a full
+read, so a tag set alone on an ended run is seen within that time.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+import uuid
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunsCache", "sqlite_rows"]
+__all__ = ["RunsCache", "sqlite_experiments", "sqlite_rows"]
 
 _RUNNING = ("RUNNING", "SCHEDULED")
 
@@ -36,14 +39,18 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 def sqlite_rows(path: Path, experiment_id: str, where: str = "",
-                args: Iterable[Any] = ()) -> list[dict[str, Any]]:
+                args: Iterable[Any] = (), params: Iterable[str] | None = None,
+                metrics: Iterable[str] | None = None) -> list[dict[str, Any]]:
     """The active runs of ``experiment_id`` (narrowed by an SQL ``where`` on the ``runs``
     table ``r``) as ``search_runs``-like rows: ``run_id``, ``run_name``, ``status``,
     ``start_time`` / ``end_time`` (ms), ``tags``, ``params``, ``metrics`` (latest values),
-    oldest first."""
+    oldest first. ``params``: read only the params whose names start with one of these
+    prefixes; ``metrics``: only these metrics (default: all of each)."""
     cond = "r.experiment_id = ? AND r.lifecycle_stage = 'active'" + (f" AND ({where})"
                                                                       if where else "")
     args = [int(experiment_id), *args]
+    param_cond, param_args = _narrow("t.key", params, prefix=True)
+    metric_cond, metric_args = _narrow("m.key", metrics, prefix=False)
     con = _connect(path)
     try:
         runs = con.execute(f"SELECT r.run_uuid, r.name, r.status, r.start_time, r.end_time "
@@ -55,18 +62,47 @@ def sqlite_rows(path: Path, experiment_id: str, where: str = "",
         if not rows:
             return []
         sub = f"SELECT r.run_uuid FROM runs r WHERE {cond}"
-        for table, field in (("tags", "tags"), ("params", "params")):
+        for table, field, narrow, extra in (("tags", "tags", "", []),
+                                            ("params", "params", param_cond, param_args)):
             for rid, key, value in con.execute(
                     f"SELECT t.run_uuid, t.key, t.value FROM {table} t "
-                    f"WHERE t.run_uuid IN ({sub})", args):
+                    f"WHERE t.run_uuid IN ({sub}){narrow}", [*args, *extra]):
                 rows[rid][field][key] = value
         for rid, key, value, is_nan in con.execute(
                 f"SELECT m.run_uuid, m.key, m.value, m.is_nan FROM latest_metrics m "
-                f"WHERE m.run_uuid IN ({sub})", args):
+                f"WHERE m.run_uuid IN ({sub}){metric_cond}", [*args, *metric_args]):
             rows[rid]["metrics"][key] = float("nan") if is_nan else float(value)
     finally:
         con.close()
     return list(rows.values())
+
+
+def sqlite_experiments(path: Path) -> list[dict[str, str]]:
+    """``name``, ``experiment_id`` and ``lifecycle_stage`` of every experiment, by name: what
+    ``MlflowClient`` would say, without creating its store (importing MLflow's SQLAlchemy
+    store and checking the schema cost seconds of CPU per process)."""
+    con = _connect(path)
+    try:
+        rows = con.execute("SELECT experiment_id, name, lifecycle_stage FROM experiments "
+                           "ORDER BY name").fetchall()
+    finally:
+        con.close()
+    return [dict(experiment_id=str(eid), name=name, lifecycle_stage=stage)
+            for eid, name, stage in rows]
+
+
+def _narrow(column: str, keys: Iterable[str] | None, prefix: bool) -> tuple[str, list]:
+    """An SQL condition (`` AND ...``) keeping the ``keys`` (or the names starting with one
+    of them, with ``prefix``) of ``column``; nothing when ``keys`` is None."""
+    if keys is None:
+        return "", []
+    keys = list(keys)
+    if not keys:
+        return " AND 0", []
+    if prefix:  # substr, not LIKE: LIKE ignores case and takes _ as a wildcard
+        return " AND (" + " OR ".join(f"substr({column}, 1, ?) = ?" for _ in keys) + ")", [
+            v for key in keys for v in (len(key), key)]
+    return f" AND {column} IN ({','.join('?' * len(keys))})", keys
 
 
 def _signature(path: Path, experiment_id: str) -> tuple:
@@ -105,11 +141,15 @@ class RunsCache:
         self.rows: dict[str, dict[str, Any]] = {}
         self.changed: set[str] = set()
         self.version = 0
+        # names this cache in fingerprints: unique across caches and processes (an id() can be
+        # reused by a later cache, and a restarted server must not match a page's old state)
+        self.token = uuid.uuid4().hex
         self.touched: dict[str, int] = {}  # run id -> the version it last changed (or went) in
         self.full_reads = 0
         self.partial_reads = 0
         self.last_read = 0  # rows the last refresh read from the store
         self._sig: tuple | None = None
+        self._digests: dict[str, tuple] = {}  # of the runs running at the last refresh
         self._full_at = 0.0
         self._lock = threading.Lock()
 
@@ -128,6 +168,21 @@ class RunsCache:
             return self._partial(sig)
 
     def _full(self, sig: tuple | None) -> bool:
+        if self.path is not None and sig is not None:
+            # of the runs the next refresh checks (running, or on a watermark): taken before
+            # the read, so that a write in between moves them
+            con = _connect(self.path)
+            try:
+                ids = con.execute(
+                    "SELECT r.run_uuid, r.status FROM runs r WHERE r.experiment_id = ? AND "
+                    "r.lifecycle_stage = 'active' AND (r.status IN ('RUNNING', 'SCHEDULED') "
+                    "OR r.start_time = ? OR r.end_time = ? OR r.run_uuid IN (SELECT run_uuid "
+                    "FROM latest_metrics WHERE timestamp = ?))",
+                    (int(self.experiment_id), sig[1] or 0, sig[2] or 0, sig[4] or 0)).fetchall()
+                self._digests = _digests(con, [rid for rid, _ in ids],
+                                         {rid for rid, status in ids if status in _RUNNING})
+            finally:
+                con.close()
         rows = self._read_all()
         self.full_reads += 1
         self.last_read = len(rows)
@@ -145,14 +200,49 @@ class RunsCache:
         return bool(self.changed)
 
     def _partial(self, sig: tuple) -> bool:
+        """Re-read the runs past the watermarks (started, ended or logged a metric after the
+        last signature's newest times), and of the runs running or on a watermark (a write
+        in the same millisecond is possible) those whose times, status, latest metrics,
+        param count or (running) tags moved, judged by small queries: a live sweep's
+        running trials, and runs sharing the newest timestamp (a store copied or imported
+        in one go), are not read whole on every tick."""
         _, start, end, _, metric_ts = self._sig  # type: ignore[misc]
-        running = [k for k, r in self.rows.items() if r["status"] in _RUNNING]
-        marks = ",".join("?" * len(running))
-        where = ("r.status IN ('RUNNING', 'SCHEDULED') OR r.start_time >= ? "
-                 "OR r.end_time >= ? OR r.run_uuid IN (SELECT run_uuid FROM latest_metrics "
-                 "WHERE timestamp >= ?)" + (f" OR r.run_uuid IN ({marks})" if running else ""))
-        fresh = sqlite_rows(self.path, self.experiment_id, where,  # type: ignore[arg-type]
-                            [start or 0, end or 0, metric_ts or 0, *running])
+        was_running = [k for k, r in self.rows.items() if r["status"] in _RUNNING]
+        marks = ",".join("?" * len(was_running))
+        past = ("r.start_time > ? OR r.end_time > ? OR r.run_uuid IN "
+                "(SELECT run_uuid FROM latest_metrics WHERE timestamp > ?)")
+        on = ("r.start_time = ? OR r.end_time = ? OR r.run_uuid IN "
+              "(SELECT run_uuid FROM latest_metrics WHERE timestamp = ?)")
+        watermarks = [start or 0, end or 0, metric_ts or 0]
+        con = _connect(self.path)  # type: ignore[arg-type]
+        try:
+            heads = con.execute(
+                f"SELECT r.run_uuid, r.name, r.status, r.start_time, r.end_time, ({past}) "
+                f"FROM runs r WHERE r.experiment_id = ? AND r.lifecycle_stage = 'active' AND "
+                f"(r.status IN ('RUNNING', 'SCHEDULED') OR {past} OR {on}"
+                + (f" OR r.run_uuid IN ({marks})" if was_running else "") + ")",
+                [*watermarks, int(self.experiment_id), *watermarks, *watermarks,
+                 *was_running]).fetchall()
+            digests = _digests(con, [h[0] for h in heads],
+                               {h[0] for h in heads if h[2] in _RUNNING})
+            reread = set()
+            for rid, name, status, begun, ended, marked in heads:
+                old = self.rows.get(rid)
+                if marked or old is None or (old["run_name"], old["status"], old["start_time"],
+                                             old["end_time"]) != (name, status, begun, ended):
+                    reread.add(rid)
+                elif digests.get(rid) != self._digests.get(rid):
+                    reread.add(rid)
+            check = [h[0] for h in heads if h[2] in _RUNNING and h[0] not in reread]
+            for rid, tags in _tags(con, check).items():
+                if tags != self.rows[rid]["tags"]:
+                    reread.add(rid)
+        finally:
+            con.close()
+        fresh = sqlite_rows(self.path, self.experiment_id,  # type: ignore[arg-type]
+                            f"r.run_uuid IN ({','.join('?' * len(reread))})",
+                            sorted(reread)) if reread else []
+        self._digests = digests
         self.partial_reads += 1
         self.last_read = len(fresh)
         self.changed = {r["run_id"] for r in fresh if self.rows.get(r["run_id"]) != r}
@@ -163,4 +253,44 @@ class RunsCache:
             self.rows = dict(sorted(self.rows.items(),
                                     key=lambda kv: (kv[1]["start_time"] or 0, kv[0])))
         self._sig = sig
-        return self._bump()
+        changed = self._bump()
+        if len(self.rows) != sig[0]:  # a run came back (restored) with old times: read all
+            return self._full(sig) or changed
+        return changed
+
+
+def _digests(con: sqlite3.Connection, run_ids: list[str],
+             running: set[str] | frozenset[str] = frozenset()) -> dict[str, tuple]:
+    """Per run: a digest of its latest metrics (count, sums of their timestamps, steps and
+    values), and for the ``running`` ones how many params. A metric logged in the watermark's
+    millisecond, or with a timestamp behind it (another machine's clock), moves the digest;
+    params cannot change once logged, only be added (to a running run)."""
+    metrics: dict[str, tuple] = {}
+    params: dict[str, int] = {}
+    for chunk in _chunks(run_ids):
+        marks = ",".join("?" * len(chunk))
+        metrics.update((rid, tuple(rest)) for rid, *rest in con.execute(
+            f"SELECT run_uuid, COUNT(*), SUM(timestamp), SUM(step), TOTAL(value) "
+            f"FROM latest_metrics WHERE run_uuid IN ({marks}) GROUP BY run_uuid", chunk))
+        mine = [rid for rid in chunk if rid in running]
+        if mine:
+            params.update(con.execute(
+                f"SELECT run_uuid, COUNT(*) FROM params WHERE run_uuid IN "
+                f"({','.join('?' * len(mine))}) GROUP BY run_uuid", mine))
+    return {rid: (params.get(rid, 0), metrics.get(rid)) for rid in run_ids}
+
+
+def _tags(con: sqlite3.Connection, run_ids: list[str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {rid: {} for rid in run_ids}
+    for chunk in _chunks(run_ids):
+        for rid, key, value in con.execute(
+                f"SELECT run_uuid, key, value FROM tags WHERE run_uuid IN "
+                f"({','.join('?' * len(chunk))})", chunk):
+            out[rid][key] = value
+    return out
+
+
+def _chunks(items: list[str], size: int = 900) -> Iterator[list[str]]:
+    """Pieces under SQLite's limit on the number of ``?`` in a statement (999 before 3.32)."""
+    for i in range(0, len(items), size):
+        yield items[i:i + size]

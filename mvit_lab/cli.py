@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
-
-import torch
 
 from mvit_lab._cli_checks import (
     check_fits,
@@ -17,12 +16,25 @@ from mvit_lab._cli_checks import (
     forward_logits,
     positive_int,
 )
-from mvit_lab.build import build_model, count_params
 from mvit_lab.config import expand_blocks
 from mvit_lab.configfile import load_arch, parse_overrides, save_arch
 from mvit_lab.presets import get_preset, list_presets
 
 __all__ = ["main"]
+
+
+# torch and the models are imported by the commands that need them: `pareto`, `dashboard`,
+# `analyse` and `--help` then start in a fraction of the time
+def build_model(cfg: Any) -> Any:
+    from mvit_lab.build import build_model as build
+
+    return build(cfg)
+
+
+def count_params(cfg: Any) -> int:
+    from mvit_lab.build import count_params as count
+
+    return count(cfg)
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -80,6 +92,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     check_fits(cfg, args.batch, n_params)
     model = build_model(cfg).eval()
     shape = (args.batch, cfg.in_chans, *(cfg.input_size[1:] if cfg.is_image else cfg.input_size))
+    import torch
+
     x = torch.randn(shape)
     start = time.perf_counter()
     logits = forward_logits(model, x)
@@ -348,7 +362,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     from mvit_lab.experiment import check_objectives, load_experiment
     from mvit_lab.search.metrics import check_metric_names
     from mvit_lab.search.pareto import front_table
-    from mvit_lab.search.records import cost_summary, sweep_records
+    from mvit_lab.search.records import METRICS, cost_summary, sweep_records
     from mvit_lab.search.sweep import parse_sweep
 
     exp = load_experiment(args.experiment, args.set)
@@ -358,19 +372,22 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     if args.objectives:
         check_metric_names([o.name for o in objectives], "--objectives",
                            video=exp.data.is_video, pretrain=exp.pretrain is not None)
-    runs = _sweep_runs(args.experiment, sweep)
-    if "parent_run_id" in runs:
-        runs = runs[runs["parent_run_id"].notna()]  # trials, not the sweeps' parent runs
-    missing = [o.name for o in objectives if len(runs) and f"metric.{o.name}" not in runs]
+    # only what is printed: the objectives' and costs' metrics, and the model's params for
+    # --json (the table shows none)
+    rows = _sweep_runs(args.experiment, sweep, params=("model.",) if args.json else (),
+                       metrics={*METRICS, *(o.name for o in objectives)})
+    logged = {k for r in rows for k in r if k.startswith("metric.")}  # the frame's columns
+    runs = [r for r in rows if r["parent_run_id"] is not None]  # not the sweeps' parent runs
+    missing = [o.name for o in objectives if runs and f"metric.{o.name}" not in logged]
     if args.objectives and missing:  # e.g. a metric added after these trials ran
         raise ValueError(f"--objectives: no trial of MLflow experiment "
                          f"{sweep.mlflow_experiment!r} has recorded {missing[0]}")
     records = sweep_records(runs, objectives)
     front = front_table(records, objectives)
     if args.json:
-        config_cols = [c for c in runs.columns if c.startswith("param.model.")]
-        by_id = runs.set_index("run_id")
-        out = [dict(r, config={c[len("param.model."):]: by_id.loc[r["run_id"], c]
+        config_cols = sorted({k for r in rows for k in r if k.startswith("param.model.")})
+        by_id = {r["run_id"]: r for r in runs}
+        out = [dict(r, config={c[len("param.model."):]: by_id[r["run_id"]].get(c, math.nan)
                                for c in config_cols}) for r in front]
         print(json.dumps(out, default=str))
         return 0
@@ -448,6 +465,8 @@ def cmd_measure(args: argparse.Namespace) -> int:
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError(f"--threads: must be >= 1, got {args.threads}")
+        import torch
+
         torch.set_num_threads(args.threads)
     protocol = Protocol(**{**sweep.measure.get("protocol", {}),
                            **({"max_s": args.max_seconds} if args.max_seconds else {})})
@@ -474,16 +493,18 @@ def cmd_measure(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sweep_runs(path: str, sweep: Any) -> Any:
-    """The MLflow runs of ``sweep``; a sweep that never ran is a one-line error."""
-    from mlflow import MlflowClient
+def _sweep_runs(path: str, sweep: Any, **narrow: Any) -> Any:
+    """The MLflow runs of ``sweep``; a sweep that never ran is a one-line error. With
+    ``params`` / ``metrics`` (see :func:`mvit_lab.tracking.run_rows`): those alone, as rows
+    rather than a frame."""
+    from mvit_lab.tracking import experiment_exists, run_rows, runs_dataframe
 
-    from mvit_lab.tracking import runs_dataframe
-
-    if MlflowClient(sweep.tracking_uri).get_experiment_by_name(sweep.mlflow_experiment) is None:
+    if not experiment_exists(sweep.tracking_uri, sweep.mlflow_experiment):
         raise ValueError(f"{path}: no sweep has logged to MLflow experiment "
                          f"{sweep.mlflow_experiment!r} at {sweep.tracking_uri} yet (run "
                          f"mvit-lab sweep {path})")
+    if narrow:
+        return run_rows(sweep.tracking_uri, sweep.mlflow_experiment, **narrow)
     return runs_dataframe(sweep.tracking_uri, sweep.mlflow_experiment)
 
 

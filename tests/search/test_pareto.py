@@ -365,3 +365,76 @@ def test_front_table_validation():
         front_table([{"acc": 1.0}], ["acc:max"], max_rank=-1)
     with pytest.raises(ValueError, match=r"spec\[0\]"):
         front_table([{"acc": 1.0}], ["acc"])
+
+
+# ---- issue 17: the sort at thousands of trials (blocks, the 2-D sweep, the cache) ----
+
+def _tied_cloud(n: int, dims: int, seed: int, values=(-np.inf, -1.0, 0.0, 0.5, 2.0, np.inf)):
+    """``n`` points drawn from a few values (ties, duplicates and infinities everywhere)."""
+    return np.random.default_rng(seed).choice(values, size=(n, dims)).tolist()
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_the_dominance_matrix_built_in_many_small_blocks_matches_brute_force(monkeypatch,
+                                                                             dims):
+    import mvit_lab.search.pareto as pareto
+
+    points = _tied_cloud(70, dims, seed=dims)
+    senses = ["max", "min", "max"][:dims]
+    expected = _ref_ranks(points, senses)
+    assert non_dominated_sort(points, senses) == expected
+    monkeypatch.setattr(pareto, "_BLOCK_ELEMENTS", 3 * 70)  # 3 rows a block, 24 blocks
+    assert non_dominated_sort(points, senses) == expected
+    assert len(set(expected)) > 3  # several fronts were peeled
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_two_objective_front_by_sorting_matches_brute_force(seed):
+    points = [*_tied_cloud(150, 2, seed), [NAN, 1.0], [0.0, NAN]]
+    for senses in (["max", "min"], ["min", "min"], ["max", "max"]):
+        expected = [i for i, p in enumerate(points)
+                    if not any(math.isnan(v) for v in p)
+                    and not any(_ref_dominates(q, p, senses) for q in points)]
+        assert pareto_front(points, senses) == expected
+    assert pareto_front([], ["max", "min"]) == []
+    assert pareto_front([[NAN, 1.0]], ["max", "min"]) == []
+
+
+def test_front_ranks_remembered_equal_a_fresh_sort_and_follow_a_changed_record(monkeypatch):
+    from collections import OrderedDict
+
+    import mvit_lab.search.pareto as pareto
+
+    records = [dict(acc=float(a), cost=float(c), status="finished")
+               for a, (c,) in zip(range(40), _tied_cloud(40, 1, seed=7, values=(1, 2, 3)))]
+    records[5]["status"] = "running"
+    monkeypatch.setattr(pareto, "_SORTS", OrderedDict())  # nothing remembered from before
+    sorts = []
+    real = pareto.non_dominated_sort
+    monkeypatch.setattr(pareto, "non_dominated_sort",
+                        lambda *a: sorts.append(1) or real(*a))
+
+    def fresh(recs):  # the definition, record by record
+        ok = [i for i, r in enumerate(recs) if r["status"] == "finished"]
+        ranks = _ref_ranks([[recs[i]["acc"], recs[i]["cost"]] for i in ok], ["max", "min"])
+        out = [None] * len(recs)
+        for i, rank in zip(ok, ranks):
+            out[i] = rank
+        return out
+
+    first = front_ranks(records, ["acc:max", "cost:min"])
+    assert first == fresh(records) and len(sorts) == 1
+    first[0] = 99  # the caller's list is its own
+    assert front_ranks(records, ["acc:max", "cost:min"]) == fresh(records)
+    assert len(sorts) == 1  # the same input: remembered
+    # a running trial's metrics move: the eligible points did not, nothing is sorted again
+    records[5]["acc"] = 1000.0
+    assert front_ranks(records, ["acc:max", "cost:min"]) == fresh(records) and len(sorts) == 1
+    # a finished trial's metric changes, or the trial ends: sorted again, and right
+    records[3]["acc"] = 1000.0
+    assert front_ranks(records, ["acc:max", "cost:min"]) == fresh(records) and len(sorts) == 2
+    records[5]["status"] = "finished"
+    assert front_ranks(records, ["acc:max", "cost:min"]) == fresh(records) and len(sorts) == 3
+    # the senses are part of what is remembered
+    flipped = front_ranks(records, ["acc:min", "cost:min"])
+    assert flipped != front_ranks(records, ["acc:max", "cost:min"]) and len(sorts) == 4
