@@ -23,6 +23,7 @@ from mvit_lab.search.multiworker import (
 )
 from mvit_lab.search.sweep import parse_sweep
 from mvit_lab.tracking import runs_dataframe
+from mvit_lab.train.checkpoint import has_checkpoint
 
 QUICK_MEASURE = dict(batch=8, protocol=dict(warmup_s=0.05, block_s=0.02, min_blocks=3, max_s=1))
 TINY = dict(preset="hiera_t", input_size=[1, 16, 16], patch_kernel=[1, 2, 2],
@@ -140,7 +141,7 @@ def test_a_two_worker_sweep_killed_and_resumed_trains_every_trial_once(tmp_path)
         while time.time() < deadline and driver.poll() is None:
             # the second trial has written its first checkpoint: kill the driver mid-trial
             done = [d for d in trials.glob("*") if (d / "outcome.json").is_file()]
-            live = [d for d in trials.glob("*") if (d / "checkpoint.pt").is_file()
+            live = [d for d in trials.glob("*") if has_checkpoint(d)  # sharded, 2 workers
                     and not (d / "outcome.json").is_file()]
             if done and live:
                 first_done = done[0].name
