@@ -45,6 +45,19 @@ def ensure_chromium() -> tuple[str, str]:
                        f"`apt-get install {' '.join(PACKAGES)}` (make test does it as root)")
 
 
+def chromium_or_skip() -> tuple[str, str]:
+    """:func:`ensure_chromium` for a test fixture: a failure fails the test, unless
+    ``MVIT_LAB_NO_BROWSER=1`` says to skip the browser tests."""
+    import pytest
+
+    try:
+        return ensure_chromium()
+    except (RuntimeError, subprocess.CalledProcessError) as err:
+        if os.environ.get("MVIT_LAB_NO_BROWSER") == "1":
+            pytest.skip(f"MVIT_LAB_NO_BROWSER=1: {err}")
+        pytest.fail(f"{err}; set MVIT_LAB_NO_BROWSER=1 to skip the browser tests")
+
+
 @contextmanager
 def chrome(width: int = 1500, height: int = 1200, offline: bool = False) -> Iterator[Any]:
     """A headless Chromium session that records the browser console.

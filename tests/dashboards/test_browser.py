@@ -12,9 +12,9 @@ import pytest
 import yaml
 from browser import (
     chrome,
+    chromium_or_skip,
     click,
     console_errors,
-    ensure_chromium,
     front_points,
     serve,
     wait_for,
@@ -44,12 +44,7 @@ def _shared_dir(tmp_path_factory, worker_id):
 @pytest.fixture(scope="session")
 def chromium(tmp_path_factory, worker_id):
     with FileLock(str(_shared_dir(tmp_path_factory, worker_id) / "chromium.lock")):
-        try:
-            return ensure_chromium()
-        except (RuntimeError, subprocess.CalledProcessError) as err:
-            if os.environ.get("MVIT_LAB_NO_BROWSER") == "1":
-                pytest.skip(f"MVIT_LAB_NO_BROWSER=1: {err}")
-            pytest.fail(f"{err}; set MVIT_LAB_NO_BROWSER=1 to skip the browser tests")
+        return chromium_or_skip()
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from browser import chrome, console_errors, ensure_chromium, serve, wait_for
+from browser import chrome, chromium_or_skip, console_errors, serve, wait_for
 
 from mvit_lab.dashboards.budget import budget_info
 from mvit_lab.dashboards.data import load_sweep
@@ -32,12 +32,7 @@ DRAWN = ("return Array.from(document.querySelectorAll('#budget .scatterlayer .tr
 
 @pytest.fixture(scope="module")
 def chromium():
-    try:
-        return ensure_chromium()
-    except (RuntimeError, subprocess.CalledProcessError) as err:
-        if os.environ.get("MVIT_LAB_NO_BROWSER") == "1":
-            pytest.skip(f"MVIT_LAB_NO_BROWSER=1: {err}")
-        pytest.fail(f"{err}; set MVIT_LAB_NO_BROWSER=1 to skip the browser tests")
+    return chromium_or_skip()
 
 
 @pytest.fixture(scope="module")

@@ -4,23 +4,16 @@ sweeps overlaid; the recipe banner; and the same views in the exported report.""
 
 from __future__ import annotations
 
-import os
-import subprocess
-
 import pytest
-from browser import chrome, console_errors, ensure_chromium, front_points, serve, wait_for
+from browser import chrome, chromium_or_skip, console_errors, front_points, serve, wait_for
 
 from mvit_lab.dashboards.export import export_report
 
 
 @pytest.fixture(scope="module")
 def chromium():
-    try:
-        return ensure_chromium()
-    except (RuntimeError, subprocess.CalledProcessError) as err:
-        if os.environ.get("MVIT_LAB_NO_BROWSER") == "1":
-            pytest.skip(f"MVIT_LAB_NO_BROWSER=1: {err}")
-        pytest.fail(f"{err}; set MVIT_LAB_NO_BROWSER=1 to skip the browser tests")
+    return chromium_or_skip()
+
 
 GRAPH_DATA = "return Array.from(document.querySelectorAll('#{} .js-plotly-plot'))" \
              ".map(g => g.data.map(t => [t.name, t.customdata || []]))[0] || [];"
