@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -99,8 +100,6 @@ class Checkpointer:
         background when asynchronous); a file checkpoint is written whole by :meth:`commit`."""
         if not self.sharded:
             return
-        import time
-
         import torch.distributed.checkpoint as dcp
 
         assert self.out is not None and self._pending is None
@@ -124,8 +123,6 @@ class Checkpointer:
                ranks_rng: list[dict[str, Any]] | None) -> None:
         """The epoch's checkpoint, complete on disk when this returns (rank 0 writes the
         file, or the sharded epoch's ``meta.pt`` once every rank's shard is written)."""
-        import time
-
         began = time.perf_counter()
         meta = dict(scaler=scaler.state_dict(), data_rng=gen.get_state(), epoch=epoch,
                     history=json.dumps(history), **rng_state())
