@@ -113,7 +113,7 @@ def main() -> None:
                                              / "multiworker_digits"))
     args = parser.parse_args()
     if args.launcher == "ray" and not args.combine:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     runs = [r for name in args.combine or [] for r in json.loads(Path(name).read_text())["runs"]]
     if args.combine:
         args.seeds = sorted({r["seed"] for r in runs})

@@ -622,7 +622,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="finish an interrupted sweep: finished trials are not run again")
     p.add_argument("--retry-failed", action="store_true",
                    help="resume, and run the failed trials again from their last checkpoint")
-    p.add_argument("--address", help="an existing Ray cluster (ray://host:10001 or host:6379)")
+    p.add_argument("--address", help="an existing Ray cluster (ray://host:10001 or host:6379; "
+                   "default: RAY_ADDRESS, else a local Ray of its own)")
     p.add_argument("--verbose", action="store_true", help="show MLflow's, Ray's and Optuna's "
                    "output too (default: only in the sweep folder's sweep.log)")
     p.add_argument("--status-every", type=float, default=60.0, metavar="SECONDS",

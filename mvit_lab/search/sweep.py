@@ -30,6 +30,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -534,7 +535,10 @@ def run_sweep(exp: Experiment, *, resume: bool = False, address: str | None = No
             else:
                 sweep = _sample_cached(exp, sweep, storage, write)
         with quiet_libraries(sink, verbose=not quiet):
-            ray.init(address=address, ignore_reinit_error=True, include_dashboard=False,
+            # no address: RAY_ADDRESS, else a local instance of our own, never the cluster a
+            # `ray start` (or a test's ray.cluster_utils) left in /tmp/ray/ray_current_cluster
+            ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local",
+                     ignore_reinit_error=True, include_dashboard=False,
                      logging_level=logging.WARNING, log_to_driver=False)
             _check_resources(sweep)
             if not lock.held:

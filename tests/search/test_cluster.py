@@ -44,3 +44,32 @@ def test_sweep_on_a_two_node_cluster(tmp_path, monkeypatch):
     assert result["counts"] == {"finished": 4}
     runs = runs_dataframe(result["tracking_uri"], "cluster", parent_run_id=result["parent_run_id"])
     assert len(runs) == 4 and runs["tag.node"].nunique() == 2  # both nodes ran trials
+
+
+@pytest.mark.slow
+def test_a_sweep_without_address_starts_its_own_ray_whatever_ray_start_left(tmp_path):
+    """`ray start` (and ray.cluster_utils, in the tests beside this one) leave their address
+    in <temp>/ray/ray_current_cluster, where a bare `ray.init()` would join that cluster, or
+    die with it. Without --address and RAY_ADDRESS a sweep starts a Ray of its own (as the
+    README says), here with the file naming a cluster that is gone."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    temp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # Ray's socket paths stay short
+    try:
+        (temp / "ray").mkdir()
+        (temp / "ray" / "ray_current_cluster").write_text("127.0.0.1:9\n")  # nobody there
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        env["RAY_TMPDIR"] = str(temp)
+        experiment = Path(__file__).parents[2] / "experiments" / "replay_digits_moasha.yaml"
+        done = subprocess.run([sys.executable, "-m", "mvit_lab.cli", "sweep", str(experiment)],
+                              cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=600)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "trials: 3 finished, 13 stopped" in done.stdout, done.stdout[-3000:]
