@@ -38,6 +38,9 @@ class Protocol:
     target_spread: float = 0.03
     max_s: float = 30.0
     iters: int | None = None  # steps per block (None: as many as fill block_s)
+    # with iters None, at least this many steps per block (a block's median of 3 training
+    # steps moves with every hiccup), unless min_blocks such blocks would not fit in max_s
+    min_iters: int = 10
     warmup_iters: int = 2  # at least this many warm-up steps, however long warmup_s is
     # time the reference model in alternate blocks (None: measure.costs decides by device)
     reference: bool | None = None
@@ -53,9 +56,10 @@ class Protocol:
         if not isinstance(self.max_blocks, int) or self.max_blocks < self.min_blocks:
             raise ValueError(f"protocol.max_blocks: must be an integer >= min_blocks "
                              f"({self.min_blocks}), got {self.max_blocks!r}")
-        for name in ("iters", "warmup_iters"):
+        for name in ("iters", "warmup_iters", "min_iters"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
+            if (value is not None or name != "iters") and (
+                    not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ValueError(f"protocol.{name}: must be an integer >= 1, got {value!r}")
         if not isinstance(self.target_spread, (int, float)) or not self.target_spread > 0:
             raise ValueError(f"protocol.target_spread: must be a number > 0, got "
@@ -70,9 +74,10 @@ class Protocol:
         if self.min_blocks == self.max_blocks and self.iters is not None:
             return (f"fixed(warmup {self.warmup_iters}, {self.min_blocks} blocks of "
                     f"{self.iters})")
-        size = f"{self.iters} steps" if self.iters else f"{self.block_s:g}s"
+        size = (f"{self.iters} steps" if self.iters
+                else f"{self.block_s:g}s/{self.min_iters}+ steps")
         versus = f", vs {REFERENCE}" if self.reference else ""
-        return (f"blocks-v1(warmup {self.warmup_s:g}s, {size} blocks, {self.min_blocks} "
+        return (f"blocks-v2(warmup {self.warmup_s:g}s, {size} blocks, {self.min_blocks} "
                 f"within {100 * self.target_spread:g}%, cap {self.max_s:g}s{versus})")
 
     @classmethod

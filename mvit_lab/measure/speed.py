@@ -1,11 +1,12 @@
 """Throughput, latency, peak memory and MFU of a model on one device.
 
 The protocol (in the spirit of timm's ``benchmark.py``, made adaptive): warm up for
-``warmup_s`` seconds (at least two steps), then time blocks of about ``block_s`` seconds, each
-step timed on its own (CUDA events on a GPU, ``perf_counter`` on the CPU), until the medians of
-the last ``min_blocks`` blocks agree within ``target_spread`` ((max - min) / median), or
-``max_s`` seconds have passed. The report gives the median step of the most consistent window
-of blocks, its spread, the number of blocks, and whether the target was met.
+``warmup_s`` seconds (at least two steps), then time blocks of about ``block_s`` seconds (at
+least ``min_iters`` steps, as far as ``max_s`` allows), each step timed on its own (CUDA events
+on a GPU, ``perf_counter`` on the CPU), until the medians of the last ``min_blocks`` blocks
+agree within ``target_spread`` ((max - min) / median), or ``max_s`` seconds have passed. The
+report gives the median step of the most consistent window of blocks, its spread, the number
+of blocks, and whether the target was met.
 
 ``mode="infer"`` times a forward pass under ``inference_mode``; ``mode="train"`` a training
 step: forward, cross-entropy, backward and an AdamW update (fused on CUDA).
@@ -149,10 +150,8 @@ def measure_throughput(
         memory = ProcessPeakMemory()
     with memory or nullcontext():
         steps = [step] if ref_step is None else [step, ref_step]
-        iters = []
-        for one in steps:
-            step_s = _warm_up(one, dev, protocol.warmup_s, protocol.warmup_iters)
-            iters.append(protocol.iters or max(1, round(protocol.block_s / max(step_s, 1e-9))))
+        warm = [_warm_up(one, dev, protocol.warmup_s, protocol.warmup_iters) for one in steps]
+        iters = [protocol.iters or _block_iters(s, sum(warm), protocol) for s in warm]
         blocks = _timed_blocks(steps, dev, iters, protocol)
     if optimizer is not None:
         optimizer.zero_grad(set_to_none=True)
@@ -243,6 +242,15 @@ def _warm_up(step: Callable[[], None], dev: torch.device, seconds: float, least:
         last = time.perf_counter() - t0
         count += 1
     return last
+
+
+def _block_iters(step_s: float, round_s: float, protocol: Protocol) -> int:
+    """Steps per block for a step of ``step_s`` seconds: enough to fill ``block_s``, at least
+    ``min_iters``, unless ``min_blocks`` rounds of such blocks (``round_s``: one step of each
+    model timed) would take longer than ``max_s``."""
+    fill = round(protocol.block_s / max(step_s, 1e-9))
+    fits = int(protocol.max_s / max(protocol.min_blocks * round_s, 1e-9))
+    return max(1, fill, min(protocol.min_iters, fits))
 
 
 def _timed_blocks(steps: list[Callable[[], None]], dev: torch.device, iters: list[int],

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -194,8 +195,22 @@ def test_a_reference_timed_in_alternate_blocks_cancels_the_machines_drift(monkey
     assert "ref" not in alone.protocol and len(set(calls)) == 1
 
 
+def test_a_block_holds_at_least_min_iters_steps_while_the_cap_allows():
+    from mvit_lab.measure.speed import _block_iters
+
+    p = Protocol(block_s=0.2, min_blocks=5, max_s=30, min_iters=10)
+    assert _block_iters(0.001, 0.001, p) == 200  # fast steps: block_s decides
+    assert _block_iters(0.075, 0.15, p) == 10  # a training step: 10, not 3 (0.2 s / 75 ms)
+    # 5 blocks of 10 steps of 1 s (and 1 s of the reference's) would take 100 s > 30 s cap
+    assert _block_iters(1.0, 2.0, p) == 3
+    assert _block_iters(20.0, 40.0, p) == 1  # never fewer than one
+    assert _block_iters(0.075, 0.15, dataclasses.replace(p, min_iters=1)) == 3
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     (dict(min_blocks=0), "^protocol.min_blocks: "),
+    (dict(min_iters=0), "^protocol.min_iters: "),
+    (dict(min_iters=None), "^protocol.min_iters: "),
     (dict(min_blocks=5, max_blocks=4), "^protocol.max_blocks: must be an integer >= min"),
     (dict(target_spread=0), "^protocol.target_spread: "),
     (dict(block_s=-1), "^protocol.block_s: "),
