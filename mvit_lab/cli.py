@@ -124,6 +124,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_profile(args: argparse.Namespace) -> int:
     from mvit_lab.measure import Protocol, count_flops, measure_throughput
+    from mvit_lab.measure.protocol import REFERENCE
 
     cfg = load_arch(args.arch, parse_overrides(args.set))
     flops = count_flops(cfg, batch_size=1)
@@ -135,14 +136,24 @@ def cmd_profile(args: argparse.Namespace) -> int:
         if args.device == "cpu":
             check_fits(cfg, args.batch, flops.params)
         model = build_model(cfg)
+        reference = args.device == "cpu" if args.reference == "auto" else args.reference == "on"
+        protocol = Protocol(target_spread=args.target_spread, max_s=args.max_seconds,
+                            reference=reference)
         speed = measure_throughput(model, batch_size=args.batch, device=args.device,
                                    dtype=args.dtype, mode=args.mode, compile=args.compile,
-                                   protocol=Protocol(target_spread=args.target_spread,
-                                                     max_s=args.max_seconds),
-                                   peak_tflops_override=args.peak_tflops, backend=True)
+                                   protocol=protocol, peak_tflops_override=args.peak_tflops,
+                                   backend=True)
+        if speed.reference_ratio is not None:  # the figure a sweep's costs give on this node
+            from mvit_lab.measure.costs import reference_speed
+
+            calibration = reference_speed(args.device, args.dtype, args.batch, args.mode,
+                                          protocol)
     if args.json:
         out = dict(config=cfg.to_dict(), flops=flops.to_dict(),
                    speed=speed.to_dict() if speed is not None else None)
+        if speed is not None and speed.reference_ratio is not None:
+            out["speed"].update(reference_calibration=calibration,
+                                calibrated_items_per_s=speed.reference_ratio * calibration)
         if sparse is not None:
             out["mae_encoder_flops"] = sparse.to_dict()
         print(json.dumps(out))
@@ -166,9 +177,16 @@ def cmd_profile(args: argparse.Namespace) -> int:
     unit = "images" if cfg.is_image else "clips"
     print(f"\n{speed.mode} on {speed.device_name}, {speed.dtype}, batch {speed.batch_size}"
           f"{', compiled' if speed.compiled else ''}:")
-    print(f"throughput: {speed.items_per_s:.2f} {unit}/s (median step; spread "
-          f"{100 * speed.spread:.1f}% over the best {min(speed.blocks, 5)} of {speed.blocks} "
-          f"blocks of {speed.iters}{'' if speed.converged else ', target not met'})")
+    blocks = (f"spread {100 * speed.spread:.1f}% over the best {min(speed.blocks, 5)} of "
+              f"{speed.blocks} blocks of {speed.iters}"
+              f"{'' if speed.converged else ', target not met'}")
+    if speed.reference_ratio is None:
+        print(f"throughput: {speed.items_per_s:.2f} {unit}/s (median step; {blocks})")
+    else:
+        print(f"throughput: {speed.reference_ratio * calibration:.2f} {unit}/s "
+              f"({speed.reference_ratio:.3f} x the node's {REFERENCE} speed of "
+              f"{calibration:.1f}/s, as sweeps price it; {blocks} of the ratio)")
+        print(f"as timed: {speed.items_per_s:.2f} {unit}/s (this minute's speed, raw)")
     print(f"attention kernel: {speed.sdpa_backend}")
     print(f"latency: {speed.latency_ms:.1f} ms per batch")
     print(f"memory: {speed.peak_memory_mb:.0f} MiB ({speed.memory_kind})")
@@ -593,6 +611,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="time blocks until 5 agree within F (default: 0.03)")
     p.add_argument("--max-seconds", type=float, default=30.0, metavar="S",
                    help="stop timing after S seconds even if they do not (default: 30)")
+    p.add_argument("--reference", default="auto", choices=["auto", "on", "off"],
+                   help="time the ref-v1 model in alternate blocks and give the speed at the "
+                        "node's calibrated reference speed, as sweeps do (auto: on the CPU)")
     p.add_argument("--peak-tflops", type=float, default=None,
                    help="the device's peak TFLOP/s for MFU (default: datasheet or measured)")
     p.add_argument("--mask-ratio", type=float, default=None, metavar="R",

@@ -97,14 +97,24 @@ def test_profile_cli_json(capsys):
     assert "mae_encoder_flops" not in out
     assert set(out["flops"]["by_stage"]) == {"stem", "stage0", "stage1", "stage2", "stage3",
                                              "head"}
+    # on the CPU the speed is priced as sweeps price it: the ratio to the reference model
+    # times the node's calibrated reference speed (kept, so a second profile reuses it)
+    speed = out["speed"]
+    assert "vs ref-v1" in speed["protocol"] and speed["reference_ratio"] > 0
+    assert speed["calibrated_items_per_s"] == pytest.approx(
+        speed["reference_ratio"] * speed["reference_calibration"])
+    assert main(["profile", "hiera_t", "--set", "input_size=[1,32,32]", "--max-seconds", "1",
+                 "--json", "--reference", "off"]) == 0
+    raw = json.loads(capsys.readouterr().out)["speed"]
+    assert raw["reference_ratio"] is None and "calibrated_items_per_s" not in raw
 
 
 def test_profile_cli_table(capsys):
     assert main(["profile", "mvitv2_t", "--set", "input_size=[1,32,32]", "--max-seconds", "1",
                  "--batch", "2"]) == 0
     out = capsys.readouterr().out
-    for text in ("params: ", "GFLOPs: ", "stage0", "qkv", "throughput: ", "latency: ",
-                 "memory: ", "MFU: "):
+    for text in ("params: ", "GFLOPs: ", "stage0", "qkv", "throughput: ", "x the node's ref-v1",
+                 "as timed: ", "latency: ", "memory: ", "MFU: "):
         assert text in out
 
 
