@@ -10,6 +10,7 @@ finished trial's share, plus ``concurrency`` trials in flight at their peak.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import shutil
 from dataclasses import dataclass
@@ -78,19 +79,25 @@ def _configs(exp: Experiment, sweep: Any) -> tuple[list[ArchConfig], bool]:
     from mvit_lab.search.space import resolve_point
 
     space = sweep.space
-    if space.mode != "params":
+    if space.mode not in ("params", "design_spaces"):
         return [resolve_point(space, exp.model, p) for p in space.points()], True
     from mvit_lab.search._space_check import _point
 
     rng = random.Random(0)
-    keys = [k for k in space.params if not k.startswith("train.")]
+    # (space name, distributions): design spaces are sampled when the sweep starts, after
+    # this estimate, so each space's draws stand for its population, band or not
+    spaces = ([(name, sub.params) for name, sub in space.spaces.items()]
+              if space.mode == "design_spaces" else [(None, space.params)])
     out = []
-    for _ in range(_PARAMS_DRAWS if keys else 1):
-        try:
-            out.append(resolve_point(space, exp.model, _point(
-                {k: space.params[k].draw(rng) for k in keys})))
-        except ValueError:
-            continue  # unbuildable draws fail in milliseconds and write nothing
+    for name, params in spaces:
+        keys = [k for k in params if not k.startswith("train.")]
+        for _ in range(_PARAMS_DRAWS if keys else 1):
+            point = _point({k: params[k].draw(rng) for k in keys})
+            try:
+                out.append(resolve_point(space, exp.model,
+                                         dataclasses.replace(point, space=name)))
+            except ValueError:
+                continue  # unbuildable draws fail in milliseconds and write nothing
     return out or [exp.model], False
 
 
@@ -105,7 +112,7 @@ def estimate_disk(exp: Experiment, sweep: Any, where: str | Path | None = None,
         trials = len(configs) * seeds
         kept_total = sum(kept for _, _, kept in sizes) * seeds
     else:
-        trials = sweep.samples
+        trials = sweep.total
         kept_total = max(kept for _, _, kept in sizes) * trials
     running_peak = max(running for _, running, _ in sizes)
     concurrency = min(sweep.concurrency, trials)

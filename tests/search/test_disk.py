@@ -66,6 +66,19 @@ def test_an_optuna_space_takes_its_largest_draw_per_sample(tmp_path):
     assert d.kept_total == 5 * _full(embed_dim=32)
 
 
+def test_design_spaces_take_the_largest_draw_of_any_space_per_trial(tmp_path):
+    # the populations are drawn when the sweep starts, after the estimate is printed
+    band = {"gflops": {"min": 0.0, "max": 1.0}}
+    exp = _exp(tmp_path, dict(design_spaces=dict(
+        small=dict(base=dict(embed_dim=16), params={"num_heads": {"choice": [1, 2]}}),
+        wide=dict(base=dict(embed_dim=16), params={"embed_dim": {"choice": [16, 24]}})),
+        band=band))
+    d = estimate_disk(exp, parse_sweep(exp))
+    assert not d.exact and d.trials == 5 * 2 * 2  # samples x spaces x seeds
+    assert d.largest_checkpoint == _full(embed_dim=24)
+    assert d.kept_total == 20 * _full(embed_dim=24)
+
+
 def test_the_printed_lines_warn_when_the_disk_is_too_small(tmp_path):
     exp = _exp(tmp_path, dict(grid={"embed_dim": [16, 32]}))
     d = estimate_disk(exp, parse_sweep(exp), tmp_path)
