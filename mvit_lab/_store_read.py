@@ -148,8 +148,10 @@ class RunsCache:
         self.full_reads = 0
         self.partial_reads = 0
         self.last_read = 0  # rows the last refresh read from the store
+        self.last_digested = 0  # runs the last partial refresh digested one by one
         self._sig: tuple | None = None
         self._digests: dict[str, tuple] = {}  # of the runs running at the last refresh
+        self._mark: tuple | None = None  # of the ended runs on the last refresh's watermarks
         self._full_at = 0.0
         self._lock = threading.Lock()
 
@@ -169,18 +171,16 @@ class RunsCache:
 
     def _full(self, sig: tuple | None) -> bool:
         if self.path is not None and sig is not None:
-            # of the runs the next refresh checks (running, or on a watermark): taken before
-            # the read, so that a write in between moves them
+            # what the next refresh compares (the running runs' digests, the mark of the runs
+            # on the watermarks): taken before the read, so that a write in between moves them
             con = _connect(self.path)
             try:
-                ids = con.execute(
-                    "SELECT r.run_uuid, r.status FROM runs r WHERE r.experiment_id = ? AND "
-                    "r.lifecycle_stage = 'active' AND (r.status IN ('RUNNING', 'SCHEDULED') "
-                    "OR r.start_time = ? OR r.end_time = ? OR r.run_uuid IN (SELECT run_uuid "
-                    "FROM latest_metrics WHERE timestamp = ?))",
-                    (int(self.experiment_id), sig[1] or 0, sig[2] or 0, sig[4] or 0)).fetchall()
-                self._digests = _digests(con, [rid for rid, _ in ids],
-                                         {rid for rid, status in ids if status in _RUNNING})
+                ids = [rid for (rid,) in con.execute(
+                    "SELECT run_uuid FROM runs WHERE experiment_id = ? AND lifecycle_stage = "
+                    "'active' AND status IN ('RUNNING', 'SCHEDULED')",
+                    (int(self.experiment_id),))]
+                self._digests = _digests(con, ids, set(ids))
+                self._mark = _mark(con, self.experiment_id, _watermarks(sig))
             finally:
                 con.close()
         rows = self._read_all()
@@ -201,30 +201,30 @@ class RunsCache:
 
     def _partial(self, sig: tuple) -> bool:
         """Re-read the runs past the watermarks (started, ended or logged a metric after the
-        last signature's newest times), and of the runs running or on a watermark (a write
-        in the same millisecond is possible) those whose times, status, latest metrics,
-        param count or (running) tags moved, judged by small queries: a live sweep's
-        running trials, and runs sharing the newest timestamp (a store copied or imported
-        in one go), are not read whole on every tick."""
-        _, start, end, _, metric_ts = self._sig  # type: ignore[misc]
+        last signature's newest times), and of the runs running those whose times, status,
+        latest metrics, param count or tags moved, judged by small queries: a live sweep's
+        running trials are not read whole on every tick. The ended runs on the watermarks
+        (a write in the same millisecond is possible) are checked together by one aggregate,
+        :func:`_mark`, and read again only if it moved: a store whose runs share the newest
+        timestamp (copied or imported in one go) is not digested run by run on every tick."""
+        watermarks = _watermarks(self._sig)  # type: ignore[arg-type]
         was_running = [k for k, r in self.rows.items() if r["status"] in _RUNNING]
         marks = ",".join("?" * len(was_running))
-        past = ("r.start_time > ? OR r.end_time > ? OR r.run_uuid IN "
-                "(SELECT run_uuid FROM latest_metrics WHERE timestamp > ?)")
-        on = ("r.start_time = ? OR r.end_time = ? OR r.run_uuid IN "
-              "(SELECT run_uuid FROM latest_metrics WHERE timestamp = ?)")
-        watermarks = [start or 0, end or 0, metric_ts or 0]
+        # past a watermark: only where the signature's newest time moved (else nothing is)
+        moved = [i for i, k in enumerate((1, 2, 4)) if sig[k] != self._sig[k]]  # type: ignore
+        past = " OR ".join(_PAST[i] for i in moved) or "0"
+        past_args = [watermarks[i] for i in moved]
         con = _connect(self.path)  # type: ignore[arg-type]
         try:
             heads = con.execute(
                 f"SELECT r.run_uuid, r.name, r.status, r.start_time, r.end_time, ({past}) "
                 f"FROM runs r WHERE r.experiment_id = ? AND r.lifecycle_stage = 'active' AND "
-                f"(r.status IN ('RUNNING', 'SCHEDULED') OR {past} OR {on}"
+                f"(r.status IN ('RUNNING', 'SCHEDULED') OR {past}"
                 + (f" OR r.run_uuid IN ({marks})" if was_running else "") + ")",
-                [*watermarks, int(self.experiment_id), *watermarks, *watermarks,
-                 *was_running]).fetchall()
-            digests = _digests(con, [h[0] for h in heads],
-                               {h[0] for h in heads if h[2] in _RUNNING})
+                [*past_args, int(self.experiment_id), *past_args, *was_running]).fetchall()
+            running = {h[0] for h in heads if h[2] in _RUNNING}
+            digests = _digests(con, sorted(running), running)
+            self.last_digested = len(digests)
             reread = set()
             for rid, name, status, begun, ended, marked in heads:
                 old = self.rows.get(rid)
@@ -233,16 +233,21 @@ class RunsCache:
                     reread.add(rid)
                 elif digests.get(rid) != self._digests.get(rid):
                     reread.add(rid)
-            check = [h[0] for h in heads if h[2] in _RUNNING and h[0] not in reread]
+            mark = _mark(con, self.experiment_id, watermarks)
+            if mark != self._mark:
+                reread.update(_on(con, self.experiment_id, watermarks))
+            check = [rid for rid in running if rid not in reread]
             for rid, tags in _tags(con, check).items():
                 if tags != self.rows[rid]["tags"]:
                     reread.add(rid)
+            if _watermarks(sig) != watermarks:  # for the next refresh, taken before the
+                mark = _mark(con, self.experiment_id, _watermarks(sig))  # read (see _full)
         finally:
             con.close()
         fresh = sqlite_rows(self.path, self.experiment_id,  # type: ignore[arg-type]
                             f"r.run_uuid IN ({','.join('?' * len(reread))})",
                             sorted(reread)) if reread else []
-        self._digests = digests
+        self._digests, self._mark = digests, mark
         self.partial_reads += 1
         self.last_read = len(fresh)
         self.changed = {r["run_id"] for r in fresh if self.rows.get(r["run_id"]) != r}
@@ -257,6 +262,48 @@ class RunsCache:
         if len(self.rows) != sig[0]:  # a run came back (restored) with old times: read all
             return self._full(sig) or changed
         return changed
+
+
+# started, ended, logged after a watermark (the signature's newest start, end, metric time)
+_PAST = ("r.start_time > ?", "r.end_time > ?",
+         "r.run_uuid IN (SELECT run_uuid FROM latest_metrics WHERE timestamp > ?)")
+
+
+def _watermarks(sig: tuple) -> list[int]:
+    """A signature's newest start, end and metric times."""
+    return [sig[1] or 0, sig[2] or 0, sig[4] or 0]
+
+
+_ON = ("r.experiment_id = ? AND r.lifecycle_stage = 'active' AND r.status NOT IN "
+       "('RUNNING', 'SCHEDULED') AND (r.start_time = ? OR r.end_time = ? OR r.run_uuid IN "
+       "(SELECT run_uuid FROM latest_metrics WHERE timestamp = ?))")
+
+
+def _on(con: sqlite3.Connection, experiment_id: str, watermarks: list[int]) -> list[str]:
+    """The ended runs on the ``watermarks`` (started, ended or last logged in their
+    millisecond)."""
+    return [rid for (rid,) in con.execute(f"SELECT r.run_uuid FROM runs r WHERE {_ON}",
+                                          [int(experiment_id), *watermarks])]
+
+
+def _mark(con: sqlite3.Connection, experiment_id: str, watermarks: list[int]) -> tuple:
+    """One aggregate over the ended runs on the ``watermarks``: how many started or ended in
+    the newest start or end millisecond, with their times and statuses, and of their latest
+    metrics those logged in the newest metric millisecond (count, sums of steps and values).
+    A write to an ended run in the watermarks' millisecond moves it; a running run's writes
+    do not (the running runs are digested one by one)."""
+    eid = int(experiment_id)
+    runs = con.execute(
+        "SELECT COUNT(*), TOTAL(start_time), TOTAL(end_time), GROUP_CONCAT(DISTINCT status) "
+        "FROM runs WHERE experiment_id = ? AND lifecycle_stage = 'active' AND status NOT IN "
+        "('RUNNING', 'SCHEDULED') AND (start_time = ? OR end_time = ?)",
+        [eid, *watermarks[:2]]).fetchone()
+    metrics = con.execute(
+        "SELECT COUNT(*), TOTAL(step), TOTAL(value) FROM latest_metrics WHERE timestamp = ? "
+        "AND run_uuid IN (SELECT run_uuid FROM runs WHERE experiment_id = ? AND "
+        "lifecycle_stage = 'active' AND status NOT IN ('RUNNING', 'SCHEDULED'))",
+        [watermarks[2], eid]).fetchone()
+    return (*runs, *metrics)
 
 
 def _digests(con: sqlite3.Connection, run_ids: list[str],

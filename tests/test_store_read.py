@@ -224,3 +224,27 @@ def test_a_sqlite_store_is_read_without_mlflows_client_and_as_mlflow_reads_it(st
     assert runs_cache(store["uri"], "exp").refresh()
     with pytest.raises(ValueError, match="experiment 'gone' does not exist in sqlite:///"):
         runs_dataframe(store["uri"], "gone")
+
+
+def test_ended_runs_sharing_the_newest_timestamp_are_checked_together(store):
+    """A store whose runs share the newest metric time (imported in one go): an idle refresh
+    reads none of the ended ones, yet a write in that very millisecond to one of them (a
+    metric with the watermark's timestamp) is picked up."""
+    import time
+
+    from mlflow.entities import Metric
+
+    t, runs = store["tracker"], store["runs"]
+    stamp = int(time.time() * 1000) + 3_600_000  # after anything logged: the new watermark
+    for run in runs:
+        t.client.log_batch(run, metrics=[Metric("gflops", 0.01, stamp, 0)])
+    cache = runs_cache(store["uri"], "exp")
+    cache.refresh()
+    for _ in range(2):  # the running trial and the sweep's parent are checked; the three
+        # ended trials are neither read nor digested one by one
+        assert not cache.refresh() and cache.last_read == 0 and cache.last_digested == 2
+    t.client.log_batch(runs[1], metrics=[Metric("throughput", 321.0, stamp, 0)])
+    assert cache.refresh() and cache.changed == {runs[1]}
+    assert cache.rows[runs[1]]["metrics"]["throughput"] == 321.0
+    assert cache.full_reads == 1
+    assert not cache.refresh() and cache.last_read == 0
