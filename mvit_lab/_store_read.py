@@ -180,7 +180,7 @@ class RunsCache:
                     "'active' AND status IN ('RUNNING', 'SCHEDULED')",
                     (int(self.experiment_id),))]
                 self._digests = _digests(con, ids, set(ids))
-                self._mark = _mark(con, self.experiment_id, _watermarks(sig))
+                self._mark = _marks(con, self.experiment_id, _watermarks(sig))[0]
             finally:
                 con.close()
         rows = self._read_all()
@@ -205,7 +205,7 @@ class RunsCache:
         latest metrics, param count or tags moved, judged by small queries: a live sweep's
         running trials are not read whole on every tick. The ended runs on the watermarks
         (a write in the same millisecond is possible) are checked together by one aggregate,
-        :func:`_mark`, and read again only if it moved: a store whose runs share the newest
+        :func:`_marks`, and read again only if it moved: a store whose runs share the newest
         timestamp (copied or imported in one go) is not digested run by run on every tick."""
         watermarks = _watermarks(self._sig)  # type: ignore[arg-type]
         was_running = [k for k, r in self.rows.items() if r["status"] in _RUNNING]
@@ -233,21 +233,21 @@ class RunsCache:
                     reread.add(rid)
                 elif digests.get(rid) != self._digests.get(rid):
                     reread.add(rid)
-            mark = _mark(con, self.experiment_id, watermarks)
+            # the mark of the last refresh's watermarks, and (for the next refresh, taken
+            # before the read: see _full) of this one's
+            mark, after = _marks(con, self.experiment_id, watermarks, _watermarks(sig))
             if mark != self._mark:
                 reread.update(_on(con, self.experiment_id, watermarks))
             check = [rid for rid in running if rid not in reread]
             for rid, tags in _tags(con, check).items():
                 if tags != self.rows[rid]["tags"]:
                     reread.add(rid)
-            if _watermarks(sig) != watermarks:  # for the next refresh, taken before the
-                mark = _mark(con, self.experiment_id, _watermarks(sig))  # read (see _full)
         finally:
             con.close()
         fresh = sqlite_rows(self.path, self.experiment_id,  # type: ignore[arg-type]
                             f"r.run_uuid IN ({','.join('?' * len(reread))})",
                             sorted(reread)) if reread else []
-        self._digests, self._mark = digests, mark
+        self._digests, self._mark = digests, after
         self.partial_reads += 1
         self.last_read = len(fresh)
         self.changed = {r["run_id"] for r in fresh if self.rows.get(r["run_id"]) != r}
@@ -286,24 +286,29 @@ def _on(con: sqlite3.Connection, experiment_id: str, watermarks: list[int]) -> l
                                           [int(experiment_id), *watermarks])]
 
 
-def _mark(con: sqlite3.Connection, experiment_id: str, watermarks: list[int]) -> tuple:
-    """One aggregate over the ended runs on the ``watermarks``: how many started or ended in
-    the newest start or end millisecond, with their times and statuses, and of their latest
-    metrics those logged in the newest metric millisecond (count, sums of steps and values).
-    A write to an ended run in the watermarks' millisecond moves it; a running run's writes
-    do not (the running runs are digested one by one)."""
+def _marks(con: sqlite3.Connection, experiment_id: str,
+           *watermarks: list[int]) -> list[tuple]:
+    """Per set of ``watermarks``, one aggregate over the ended runs on them: how many started
+    or ended in the newest start or end millisecond, with their times and statuses, and of
+    their latest metrics those logged in the newest metric millisecond (count, sums of steps
+    and values; one scan for all the sets). A write to an ended run in the watermarks'
+    millisecond moves it; a running run's writes do not (they are digested one by one)."""
     eid = int(experiment_id)
-    runs = con.execute(
-        "SELECT COUNT(*), TOTAL(start_time), TOTAL(end_time), GROUP_CONCAT(DISTINCT status) "
-        "FROM runs WHERE experiment_id = ? AND lifecycle_stage = 'active' AND status NOT IN "
-        "('RUNNING', 'SCHEDULED') AND (start_time = ? OR end_time = ?)",
-        [eid, *watermarks[:2]]).fetchone()
-    metrics = con.execute(
-        "SELECT COUNT(*), TOTAL(step), TOTAL(value) FROM latest_metrics WHERE timestamp = ? "
-        "AND run_uuid IN (SELECT run_uuid FROM runs WHERE experiment_id = ? AND "
-        "lifecycle_stage = 'active' AND status NOT IN ('RUNNING', 'SCHEDULED'))",
-        [watermarks[2], eid]).fetchone()
-    return (*runs, *metrics)
+    stamps = sorted({w[2] for w in watermarks})
+    metrics = {ts: (count, steps, values) for ts, count, steps, values in con.execute(
+        f"SELECT timestamp, COUNT(*), TOTAL(step), TOTAL(value) FROM latest_metrics WHERE "
+        f"timestamp IN ({','.join('?' * len(stamps))}) AND run_uuid IN (SELECT run_uuid FROM "
+        f"runs WHERE experiment_id = ? AND lifecycle_stage = 'active' AND status NOT IN "
+        f"('RUNNING', 'SCHEDULED')) GROUP BY timestamp", [*stamps, eid])}
+    out = []
+    for w in watermarks:
+        runs = con.execute(
+            "SELECT COUNT(*), TOTAL(start_time), TOTAL(end_time), GROUP_CONCAT(DISTINCT "
+            "status) FROM runs WHERE experiment_id = ? AND lifecycle_stage = 'active' AND "
+            "status NOT IN ('RUNNING', 'SCHEDULED') AND (start_time = ? OR end_time = ?)",
+            [eid, w[0], w[1]]).fetchone()
+        out.append((*runs, *metrics.get(w[2], (0, 0.0, 0.0))))
+    return out
 
 
 def _digests(con: sqlite3.Connection, run_ids: list[str],

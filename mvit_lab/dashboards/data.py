@@ -469,6 +469,14 @@ def _ts(ms: Any) -> pd.Timestamp:
     return pd.NaT if ms is None else pd.Timestamp(ms, unit="ms", tz="UTC")
 
 
+def _sweep_key(row: dict[str, Any]) -> tuple:
+    """What a run's place in the sweep list depends on (``_mini_frame``'s columns)."""
+    from mvit_lab.tracking import PARENT_TAG
+
+    return (row["run_name"], row["start_time"], row["tags"].get(PARENT_TAG),
+            row["tags"].get("trial_id"))
+
+
 def _mini_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     """What ``_sweep_rows`` needs of every run, without the params and metrics."""
     from mvit_lab.tracking import PARENT_TAG
@@ -503,7 +511,8 @@ class StoreReader:
         self._checked: dict[str, float] = {}
         self._frames: dict[str, tuple[int, pd.DataFrame]] = {}
         self._minis: dict[str, tuple[int, pd.DataFrame]] = {}
-        self._sweep_lists: dict[str, tuple[int, list[dict[str, Any]]]] = {}
+        # experiment -> (cache version, its sweeps, each run's _sweep_key)
+        self._sweep_lists: dict[str, tuple[int, list[dict[str, Any]], dict[str, tuple]]] = {}
         self._overview: dict[str, tuple[int, dict[str, Any] | None]] = {}
         self._sweeps: dict[tuple[str, str | None], tuple[int, Sweep]] = {}
         self.reads = 0  # store refreshes made, for tests and the status line
@@ -555,10 +564,18 @@ class StoreReader:
                                    cache.experiment_id)
 
     def _sweep_list(self, experiment: str, cache: Any) -> list[dict[str, Any]]:
-        """``_sweep_rows`` of the experiment, computed once per change of its runs."""
+        """``_sweep_rows`` of the experiment, computed again only when a run came or went or
+        changed its name, start or sweep (not on every logged epoch of a live sweep)."""
         cached = self._sweep_lists.get(experiment)
+        if cached is not None and cached[0] != cache.version:
+            keys = cached[2]
+            moved = [k for k, v in cache.touched.items() if v > cached[0]]
+            if all(k in keys and k in cache.rows and _sweep_key(cache.rows[k]) == keys[k]
+                   for k in moved):
+                cached = self._sweep_lists[experiment] = (cache.version, *cached[1:])
         if cached is None or cached[0] != cache.version:
-            cached = (cache.version, _sweep_rows(self._mini(experiment, cache)))
+            cached = (cache.version, _sweep_rows(self._mini(experiment, cache)),
+                      {k: _sweep_key(r) for k, r in cache.rows.items()})
             self._sweep_lists[experiment] = cached
         return cached[1]
 

@@ -12,6 +12,7 @@ from typing import Any
 from mvit_lab.dashboards.data import DataError, Sweep
 from mvit_lab.plots.parallel import _get_parallel_info
 from mvit_lab.plots.pareto import _get_front_info
+from mvit_lab.search.pareto import front_ranks
 from mvit_lab.search.records import COST_METRICS, cost_labels
 
 __all__ = ["check_finished", "default_views", "front_info", "live_status", "parallel_info"]
@@ -89,8 +90,9 @@ def _front_info(sweep: Sweep, x: str, y: str, color: str | None) -> dict[str, An
         _check_metric(sweep, finished, name)
     if color and not any(r.get(color) is not None for r in finished):
         color = None  # nothing to colour by; the view still stands
+    ranks = sweep.memo("front_ranks", lambda: front_ranks(sweep.records, sweep.objectives))
     info = _get_front_info(sweep.records, sweep.objectives, sweep.objective(x),
-                           sweep.objective(y), color)
+                           sweep.objective(y), color, ranks)
     info["base_source"] = sweep.base_source
     info["base_known"] = sweep.base is not None
     info["cost_labels"] = cost_labels(finished) if {x, y, color} & COST_METRICS else []

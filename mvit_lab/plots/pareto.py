@@ -38,16 +38,19 @@ def _short(value: Any) -> str:
 
 
 def _get_front_info(records: list[dict[str, Any]], objectives: tuple[Objective, ...],
-                    x: Objective, y: Objective, color: str | None = None) -> dict[str, Any]:
+                    x: Objective, y: Objective, color: str | None = None,
+                    ranks: list[int | None] | None = None) -> dict[str, Any]:
     """Plain data of the view of ``y`` against ``x``.
 
     ``points``: the finished, untruncated trials with both metrics, each with ``on_front``
     (not dominated in ``(x, y)``), ``rank`` (its rank over all ``objectives``; None if it lacks
     one) and ``diff`` (``"knob: base -> value"`` lines). ``front``: the front's ``(x, y)`` in x
     order, drawn as a staircase of shape ``line_shape``. ``missing``: finished trials without
-    ``x`` or ``y``; ``not_finished``: the other trials, counted by status.
+    ``x`` or ``y``; ``not_finished``: the other trials, counted by status. ``ranks``: the
+    records' :func:`front_ranks` over ``objectives``, when the caller has them already.
     """
-    ranks = front_ranks(records, objectives)
+    if ranks is None:
+        ranks = front_ranks(records, objectives)
     points: list[dict[str, Any]] = []
     missing = 0
     not_finished: dict[str, int] = {}
