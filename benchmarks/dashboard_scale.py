@@ -181,7 +181,7 @@ def measure(db: Path, experiment: str, repeats: int) -> dict[str, Any]:
     for r in range(repeats):
         # as the app reads: a tick's callbacks share one store refresh (max_age_s), and the
         # ticks are seconds apart, so each tick below starts with a refresh due
-        reader = StoreReader(uri)
+        reader = StoreReader(uri, freeze_gc=True)  # as dashboards.create_app makes it
         cpu, wall, sweep = _timed(lambda reader=reader: _page_data(reader, experiment))
         add("first_load", cpu, wall)
         n = len(sweep.records)

@@ -113,7 +113,7 @@ def _signature(path: Path, experiment_id: str) -> tuple:
             "SUM(status IN ('RUNNING', 'SCHEDULED')) FROM runs "
             "WHERE experiment_id = ? AND lifecycle_stage = 'active'",
             (int(experiment_id),)).fetchone()
-        metric = con.execute(
+        metric = (None,) if not runs[0] else con.execute(  # (an empty experiment: no scan)
             "SELECT MAX(m.timestamp) FROM latest_metrics m JOIN runs r "
             "ON m.run_uuid = r.run_uuid WHERE r.experiment_id = ?",
             (int(experiment_id),)).fetchone()

@@ -97,7 +97,7 @@ def create_app(tracking_uri: str | None = None, experiment: str | None = None,
     from mvit_lab.plots.run import _render_cost, _render_curves
     from mvit_lab.tracking import resolve_tracking_uri
 
-    reader = StoreReader(resolve_tracking_uri(tracking_uri), search_dirs)
+    reader = StoreReader(resolve_tracking_uri(tracking_uri), search_dirs, freeze_gc=True)
     if warm:
         try:
             rows = reader.overview()
