@@ -30,6 +30,7 @@ Two versions of the code side by side: run the script with ``PYTHONPATH`` at eac
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import platform
@@ -172,6 +173,9 @@ def measure(db: Path, experiment: str, repeats: int) -> dict[str, Any]:
 
     uri = default_tracking_uri(db.parent)
     out: dict[str, list[float]] = {}
+    # the app's reader freezes what it keeps (older checkouts have no such switch)
+    app_reader = ({"freeze_gc": True} if "freeze_gc" in
+                  inspect.signature(StoreReader).parameters else {})
 
     def add(name: str, cpu: float, wall: float) -> None:
         out.setdefault(f"{name}_cpu_s", []).append(cpu)
@@ -181,7 +185,7 @@ def measure(db: Path, experiment: str, repeats: int) -> dict[str, Any]:
     for r in range(repeats):
         # as the app reads: a tick's callbacks share one store refresh (max_age_s), and the
         # ticks are seconds apart, so each tick below starts with a refresh due
-        reader = StoreReader(uri, freeze_gc=True)  # as dashboards.create_app makes it
+        reader = StoreReader(uri, **app_reader)  # as dashboards.create_app makes it
         cpu, wall, sweep = _timed(lambda reader=reader: _page_data(reader, experiment))
         add("first_load", cpu, wall)
         n = len(sweep.records)

@@ -177,15 +177,15 @@ def cmd_profile(args: argparse.Namespace) -> int:
     unit = "images" if cfg.is_image else "clips"
     print(f"\n{speed.mode} on {speed.device_name}, {speed.dtype}, batch {speed.batch_size}"
           f"{', compiled' if speed.compiled else ''}:")
-    blocks = (f"spread {100 * speed.spread:.1f}% over the best {min(speed.blocks, 5)} of "
-              f"{speed.blocks} blocks of {speed.iters}"
-              f"{'' if speed.converged else ', target not met'}")
+    blocks = (f"over the best {min(speed.blocks, 5)} of {speed.blocks} blocks of "
+              f"{speed.iters}{'' if speed.converged else ', target not met'}")
     if speed.reference_ratio is None:
-        print(f"throughput: {speed.items_per_s:.2f} {unit}/s (median step; {blocks})")
+        print(f"throughput: {speed.items_per_s:.2f} {unit}/s (median step; spread "
+              f"{100 * speed.spread:.1f}% {blocks})")
     else:
-        print(f"throughput: {speed.reference_ratio * calibration:.2f} {unit}/s "
-              f"({speed.reference_ratio:.3f} x the node's {REFERENCE} speed of "
-              f"{calibration:.1f}/s, as sweeps price it; {blocks} of the ratio)")
+        print(f"throughput: {speed.reference_ratio * calibration:.2f} {unit}/s (as sweeps "
+              f"price it: {speed.reference_ratio:.4g} x the node's {REFERENCE} speed of "
+              f"{calibration:.1f}/s; the ratio's spread {100 * speed.spread:.1f}% {blocks})")
         print(f"as timed: {speed.items_per_s:.2f} {unit}/s (this minute's speed, raw)")
     print(f"attention kernel: {speed.sdpa_backend}")
     print(f"latency: {speed.latency_ms:.1f} ms per batch")
