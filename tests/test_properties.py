@@ -109,7 +109,7 @@ def _check_one(knobs: dict, seen: Counter) -> None:
 def test_random_configs_build_and_run_or_name_a_field():
     seen: Counter = Counter()
 
-    @settings(max_examples=500, deadline=None, database=None,
+    @settings(max_examples=500, deadline=None, database=None, derandomize=True,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(knobs=arch_knobs())
     def check(knobs: dict) -> None:

@@ -53,6 +53,7 @@ def test_a_sweep_without_address_starts_its_own_ray_whatever_ray_start_left(tmp_
     die with it. Without --address and RAY_ADDRESS a sweep starts a Ray of its own (as the
     README says), here with the file naming a cluster that is gone."""
     import os
+    import re
     import shutil
     import subprocess
     import sys
@@ -72,4 +73,6 @@ def test_a_sweep_without_address_starts_its_own_ray_whatever_ray_start_left(tmp_
     finally:
         shutil.rmtree(temp, ignore_errors=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "trials: 3 finished, 13 stopped" in done.stdout, done.stdout[-3000:]
+    # every trial ran (which ones MOASHA stops depends on the order results arrive in)
+    ended = re.search(r"trials: (\d+) finished, (\d+) stopped", done.stdout)
+    assert ended and sum(map(int, ended.groups())) == 16, done.stdout[-3000:]
