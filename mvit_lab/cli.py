@@ -139,15 +139,22 @@ def cmd_profile(args: argparse.Namespace) -> int:
         reference = args.device == "cpu" if args.reference == "auto" else args.reference == "on"
         protocol = Protocol(target_spread=args.target_spread, max_s=args.max_seconds,
                             reference=reference)
-        speed = measure_throughput(model, batch_size=args.batch, device=args.device,
-                                   dtype=args.dtype, mode=args.mode, compile=args.compile,
-                                   protocol=protocol, peak_tflops_override=args.peak_tflops,
-                                   backend=True)
-        if speed.reference_ratio is not None:  # the figure a sweep's costs give on this node
-            from mvit_lab.measure.costs import reference_speed
+        from mvit_lab.measure.isolation import device_lock
+        from mvit_lab.measure.speed import _check
 
-            calibration = reference_speed(args.device, args.dtype, args.batch, args.mode,
-                                          protocol)
+        # as a sweep's measurements: trials training on this device pause meanwhile (and the
+        # node's calibration, kept for every later sweep, is never timed beside them)
+        device = _check(args.device, args.dtype, args.mode, args.batch)  # one-line errors
+        with device_lock(device).exclusive(timeout=600):
+            speed = measure_throughput(model, batch_size=args.batch, device=args.device,
+                                       dtype=args.dtype, mode=args.mode, compile=args.compile,
+                                       protocol=protocol, peak_tflops_override=args.peak_tflops,
+                                       backend=True)
+            if speed.reference_ratio is not None:  # the figure a sweep's costs give here
+                from mvit_lab.measure.costs import reference_speed
+
+                calibration = reference_speed(args.device, args.dtype, args.batch, args.mode,
+                                              protocol)
     if args.json:
         out = dict(config=cfg.to_dict(), flops=flops.to_dict(),
                    speed=speed.to_dict() if speed is not None else None)
