@@ -22,7 +22,8 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 COMMANDS = ("presets", "build", "profile")
 # lines whose numbers depend on the machine: compared with the numbers masked
 TIMED = re.compile(r"^(forward: .* in )[0-9.]+( s .*)$")
-MACHINE = ("infer on ", "train on ", "throughput:", "latency:", "memory:", "MFU:")
+MACHINE = ("infer on ", "train on ", "throughput:", "as timed:", "attention kernel:", "latency:",
+           "memory:", "MFU:")
 
 
 def _blocks() -> list[tuple[str, list[str]]]:
