@@ -274,15 +274,17 @@ def _watermarks(sig: tuple) -> list[int]:
     return [sig[1] or 0, sig[2] or 0, sig[4] or 0]
 
 
-_ON = ("r.experiment_id = ? AND r.lifecycle_stage = 'active' AND r.status NOT IN "
-       "('RUNNING', 'SCHEDULED') AND (r.start_time = ? OR r.end_time = ? OR r.run_uuid IN "
-       "(SELECT run_uuid FROM latest_metrics WHERE timestamp = ?))")
+# an experiment's ended runs (one ? for the experiment id)
+_ENDED = ("experiment_id = ? AND lifecycle_stage = 'active' AND status NOT IN "
+          "('RUNNING', 'SCHEDULED')")
+_ON = (f"{_ENDED} AND (start_time = ? OR end_time = ? OR run_uuid IN "
+       f"(SELECT run_uuid FROM latest_metrics WHERE timestamp = ?))")
 
 
 def _on(con: sqlite3.Connection, experiment_id: str, watermarks: list[int]) -> list[str]:
     """The ended runs on the ``watermarks`` (started, ended or last logged in their
     millisecond)."""
-    return [rid for (rid,) in con.execute(f"SELECT r.run_uuid FROM runs r WHERE {_ON}",
+    return [rid for (rid,) in con.execute(f"SELECT run_uuid FROM runs WHERE {_ON}",
                                           [int(experiment_id), *watermarks])]
 
 
@@ -298,14 +300,12 @@ def _marks(con: sqlite3.Connection, experiment_id: str,
     metrics = {ts: (count, steps, values) for ts, count, steps, values in con.execute(
         f"SELECT timestamp, COUNT(*), TOTAL(step), TOTAL(value) FROM latest_metrics WHERE "
         f"timestamp IN ({','.join('?' * len(stamps))}) AND run_uuid IN (SELECT run_uuid FROM "
-        f"runs WHERE experiment_id = ? AND lifecycle_stage = 'active' AND status NOT IN "
-        f"('RUNNING', 'SCHEDULED')) GROUP BY timestamp", [*stamps, eid])}
+        f"runs WHERE {_ENDED}) GROUP BY timestamp", [*stamps, eid])}
     out = []
     for w in watermarks:
         runs = con.execute(
-            "SELECT COUNT(*), TOTAL(start_time), TOTAL(end_time), GROUP_CONCAT(DISTINCT "
-            "status) FROM runs WHERE experiment_id = ? AND lifecycle_stage = 'active' AND "
-            "status NOT IN ('RUNNING', 'SCHEDULED') AND (start_time = ? OR end_time = ?)",
+            f"SELECT COUNT(*), TOTAL(start_time), TOTAL(end_time), GROUP_CONCAT(DISTINCT "
+            f"status) FROM runs WHERE {_ENDED} AND (start_time = ? OR end_time = ?)",
             [eid, w[0], w[1]]).fetchone()
         out.append((*runs, *metrics.get(w[2], (0, 0.0, 0.0))))
     return out
