@@ -77,7 +77,7 @@ class Protocol:
         size = (f"{self.iters} steps" if self.iters
                 else f"{self.block_s:g}s/{self.min_iters}+ steps")
         versus = f", vs {REFERENCE}" if self.reference else ""
-        return (f"blocks-v2(warmup {self.warmup_s:g}s, {size} blocks, {self.min_blocks} "
+        return (f"blocks-v3(warmup {self.warmup_s:g}s, {size} blocks, {self.min_blocks} "
                 f"within {100 * self.target_spread:g}%, cap {self.max_s:g}s{versus})")
 
     @classmethod

@@ -5,8 +5,11 @@ The protocol (in the spirit of timm's ``benchmark.py``, made adaptive): warm up 
 least ``min_iters`` steps, as far as ``max_s`` allows), each step timed on its own (CUDA events
 on a GPU, ``perf_counter`` on the CPU), until the medians of the last ``min_blocks`` blocks
 agree within ``target_spread`` ((max - min) / median), or ``max_s`` seconds have passed. The
-report gives the median step of the most consistent window of blocks, its spread, the number
-of blocks, and whether the target was met.
+report gives the median over every timed block, the spread of the most consistent window of
+``min_blocks`` blocks, the number of blocks, and whether that spread met the target. (Until
+``blocks-v3`` the figure was the median of that window alone: with 20-70 blocks timed, the
+median of all of them repeats 1.5-3x more closely, measured side by side on the same blocks;
+see ``benchmarks/results/estimators.md``.)
 
 ``mode="infer"`` times a forward pass under ``inference_mode``; ``mode="train"`` a training
 step: forward, cross-entropy, backward and an AdamW update (fused on CUDA).
@@ -59,9 +62,9 @@ class ThroughputReport:
     dtype: str
     batch_size: int
     compiled: bool
-    items_per_s: float  # images or clips per second, median step
+    items_per_s: float  # images or clips per second: the median over every block
     latency_ms: float  # one batch, median step
-    spread: float  # (max - min) / median of the chosen window's block medians
+    spread: float  # (max - min) / median of the most consistent min_blocks blocks
     blocks: int  # blocks timed
     iters: int  # steps per block
     converged: bool  # the spread met the protocol's target
@@ -76,7 +79,7 @@ class ThroughputReport:
     mfu: float | None
     sdpa_backend: str | None = None  # the attention kernel(s) that ran, when asked for
     # with Protocol(reference=True): this model's speed over the reference's, block by block
-    # (median of the window), and the reference's own speed in that window
+    # (median over every block), and the reference's own speed over them
     reference_ratio: float | None = None
     reference_items_per_s: float | None = None
 
@@ -163,13 +166,13 @@ def measure_throughput(
     medians = [b[0] for b in blocks]
     ratio = ref_speed = None
     if ref_step is None:
-        start, spread = _best_window(medians, protocol.min_blocks)
+        spread = _least_spread(medians, protocol.min_blocks)
     else:  # judged on the ratio: the machine's drift moves both models
-        start, spread = _best_window([b[1] / b[0] for b in blocks], protocol.min_blocks)
-        window = blocks[start:start + protocol.min_blocks]
-        ratio = statistics.median(b[1] / b[0] for b in window)
-        ref_speed = batch_size / statistics.median(b[1] for b in window)
-    seconds = statistics.median(medians[start:start + protocol.min_blocks])
+        ratios = [b[1] / b[0] for b in blocks]
+        spread = _least_spread(ratios, protocol.min_blocks)
+        ratio = statistics.median(ratios)
+        ref_speed = batch_size / statistics.median(b[1] for b in blocks)
+    seconds = statistics.median(medians)
     items_per_s = batch_size / seconds
     sdpa = sdpa_backends(step) if backend else None
     name = device_name(dev)
@@ -276,16 +279,11 @@ def _spread(values: list[float]) -> float:
     return (max(values) - min(values)) / statistics.median(values)
 
 
-def _best_window(values: list[float], size: int) -> tuple[int, float]:
-    """Where the ``size`` consecutive blocks with the least spread start (the last one on a
-    tie), and their spread: a disturbance early or late in the measurement does not move the
-    result."""
+def _least_spread(values: list[float], size: int) -> float:
+    """The least spread of ``size`` consecutive values: how closely the timing agreed where it
+    agreed best (the protocol's convergence test; a disturbed stretch does not count)."""
     size = min(size, len(values))
-    best, best_spread = len(values) - size, _spread(values[-size:])
-    for i in range(len(values) - size, -1, -1):
-        if _spread(values[i:i + size]) < best_spread:
-            best, best_spread = i, _spread(values[i:i + size])
-    return best, best_spread
+    return min(_spread(values[i:i + size]) for i in range(len(values) - size + 1))
 
 
 def _sync(dev: torch.device) -> None:
