@@ -7,9 +7,9 @@ on a GPU, ``perf_counter`` on the CPU), until the medians of the last ``min_bloc
 agree within ``target_spread`` ((max - min) / median), or ``max_s`` seconds have passed. The
 report gives the median over every timed block, the spread of the most consistent window of
 ``min_blocks`` blocks, the number of blocks, and whether that spread met the target. (Until
-``blocks-v3`` the figure was the median of that window alone: with 20-70 blocks timed, the
-median of all of them repeats 1.5-3x more closely, measured side by side on the same blocks;
-see ``benchmarks/results/estimators.md``.)
+``blocks-v3`` the figure was the median of that window alone. Computed from the same blocks,
+the median of all of them repeats 1.4-2x more closely at the median and 2.8x at the worst:
+``benchmarks/results/estimators.md``.)
 
 ``mode="infer"`` times a forward pass under ``inference_mode``; ``mode="train"`` a training
 step: forward, cross-entropy, backward and an AdamW update (fused on CUDA).
