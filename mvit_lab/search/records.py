@@ -28,7 +28,9 @@ METRICS = ("gflops", "params", "throughput", "train_throughput", "latency_ms",
 COST_METRICS = frozenset({"throughput", "latency_ms", "peak_memory_mb", "train_throughput",
                           "train_latency_ms", "train_peak_memory_mb"})
 # where each cost figure came from: device, dtype, batch and timing protocol
-COST_TAGS = ("cost_device", "cost_dtype", "cost_batch", "cost_protocol", "cost_by")
+COST_TAGS = ("cost_device", "cost_dtype", "cost_batch", "cost_protocol", "cost_by",
+             # CPU figures: the node's reference speed each mode was priced at (measure.costs)
+             "cost_infer_calibration", "cost_train_calibration")
 
 
 def param_value(text: str) -> Any:
@@ -117,13 +119,20 @@ def sweep_records(runs: Any, objectives: tuple[Objective, ...]) -> list[dict[str
 
 def cost_labels(records: list[dict[str, Any]]) -> list[str]:
     """The distinct labels of the cost axes of ``records``: ``device, dtype, batch N,
-    protocol`` (more than one means the axes mix devices or protocols)."""
+    protocol`` and, for figures priced against the CPU reference, the node's calibrated
+    reference speed (more than one label means the axes mix devices, protocols or
+    calibrations: a CPU calibration is the node's speed when it was timed, and a shared host's
+    speed moves by up to 2x between hours)."""
     labels = []
     for rec in records:
         if rec.get("cost_device") is None:
             continue
         label = (f"{rec['cost_device']}, {rec.get('cost_dtype')}, batch {rec.get('cost_batch')}"
                  f", {rec.get('cost_protocol')}")
+        speeds = [f"{float(rec[f'cost_{mode}_calibration']):.0f}/s {mode}"
+                  for mode in ("infer", "train") if rec.get(f"cost_{mode}_calibration")]
+        if speeds:
+            label += f", reference calibrated at {' and '.join(speeds)}"
         if label not in labels:
             labels.append(label)
     return labels

@@ -79,6 +79,25 @@ def test_mixed_devices_on_one_axis_are_called_out():
     assert "WARNING, 2 different measurement setups" in cost_summary(records)
 
 
+def test_cpu_figures_priced_at_different_calibrations_are_called_out():
+    # one node, one protocol, but the reference was calibrated again in between (a deleted
+    # calibration, or another node of the same name): the two sets of figures do not compare
+    def rec(infer: str, train: str) -> dict:
+        return dict(cost_device="AMD EPYC (2 threads)", cost_dtype="float32", cost_batch="32",
+                    cost_protocol="p", cost_infer_calibration=infer,
+                    cost_train_calibration=train)
+
+    same = cost_summary([rec("3910.12", "1022.40"), rec("3910.12", "1022.40")])
+    assert same == ("costs: measured in isolation on AMD EPYC (2 threads), float32, batch 32, p,"
+                    " reference calibrated at 3910/s infer and 1022/s train")
+    mixed = cost_summary([rec("3910.12", "1022.40"), rec("1949.53", "496.67")])
+    assert "WARNING, 2 different measurement setups" in mixed and "1950/s infer" in mixed
+    # read back from a run's tags as the CLI and dashboards read them
+    row = {"run_id": "r", "tag.status": "finished", "tag.cost_device": "d",
+           "tag.cost_infer_calibration": "3910.12"}
+    assert sweep_records([row], ())[0]["cost_infer_calibration"] == "3910.12"
+
+
 @pytest.mark.parametrize(("tree", "message"), [
     (dict(batch=0), "^measure.batch: must be an integer >= 1"),
     (dict(dtype="int8"), "^measure.dtype: must be auto or one of"),
