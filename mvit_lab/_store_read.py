@@ -34,8 +34,26 @@ __all__ = ["RunsCache", "sqlite_experiments", "sqlite_rows"]
 _RUNNING = ("RUNNING", "SCHEDULED")
 
 
+_READONLY_ROLLBACK = 776  # SQLITE_READONLY_ROLLBACK: a hot journal a reader cannot roll back
+
+
 def _connect(path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    """A connection that only reads ``path`` (read-only, never creating it).
+
+    A writer killed mid-transaction (Ray ends a stopped trial's process, which may be logging)
+    leaves a hot journal, and the next reader must roll it back before reading: a read-only
+    connection cannot, and every query fails with "attempt to write a readonly database". Then
+    the store is opened read-write (``mode=rw`` still never creates a file), which rolls the
+    journal back as any MLflow client would on its next access; this module only reads."""
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        con.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        return con
+    except sqlite3.OperationalError as err:
+        con.close()
+        if getattr(err, "sqlite_errorcode", None) != _READONLY_ROLLBACK:
+            raise
+    return sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=30)
 
 
 def sqlite_rows(path: Path, experiment_id: str, where: str = "",

@@ -275,3 +275,32 @@ def test_the_dashboards_reader_freezes_what_it_keeps_after_each_full_read(store)
         assert gc.get_freeze_count() <= frozen
     finally:
         gc.unfreeze()
+
+
+def test_a_writer_killed_mid_transaction_does_not_stop_the_reads(store, tmp_path):
+    """A trial's process killed while it logs (Ray ends a stopped trial) leaves a hot journal;
+    a read-only reader cannot roll it back and every query failed with "attempt to write a
+    readonly database" (seen at the end of a MOASHA sweep). The reader rolls it back, and the
+    store reads as it stood before the killed transaction."""
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "mlruns.db"
+    before = runs_dataframe(store["uri"], "exp")
+    child = (
+        "import os, signal, sqlite3\n"
+        f"con = sqlite3.connect({str(path)!r}, isolation_level=None)\n"
+        "con.execute('PRAGMA cache_size=2')\n"
+        "con.execute('BEGIN IMMEDIATE')\n"
+        "con.execute(\"UPDATE runs SET status = 'KILLED'\")\n"
+        "con.execute('CREATE TABLE filler (b BLOB)')\n"
+        "for _ in range(40):\n"
+        "    con.execute('INSERT INTO filler VALUES (?)', (os.urandom(100000),))\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n")
+    subprocess.run([sys.executable, "-c", child], check=False)
+    assert (tmp_path / "mlruns.db-journal").stat().st_size > 0  # the hot journal is there
+    after = runs_dataframe(store["uri"], "exp")  # read before any MLflow client touched it
+    assert list(after["status"]) == list(before["status"])
+    assert "KILLED" not in set(after["status"])
+    assert not os.path.exists(tmp_path / "mlruns.db-journal")  # rolled back
