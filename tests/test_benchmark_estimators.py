@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from bench import load
 
 SCRIPT = Path(__file__).parents[1] / "benchmarks" / "estimators.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("estimators", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load("estimators")
 
 
 def test_window_is_blocks_v2s_figure_and_every_is_blocks_v3s(bench):

@@ -3,17 +3,13 @@ to size, read back as the sweep it claims (61 params, 90 metric values per run).
 
 from __future__ import annotations
 
-import importlib.util
 import sqlite3
-from pathlib import Path
 
-SCRIPT = Path(__file__).parents[1] / "benchmarks" / "dashboard_scale.py"
+from bench import load
 
 
 def test_the_store_is_built_and_replicated(tmp_path):
-    spec = importlib.util.spec_from_file_location("dashboard_scale", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load("dashboard_scale")
     bench.build_store(tmp_path, 3)
     db = tmp_path / "mlruns.db"
     bench.replicate(db, 7)
@@ -37,10 +33,7 @@ def test_the_before_after_table_takes_medians_over_alternating_runs(tmp_path, mo
     import json
     import sys
 
-    spec = importlib.util.spec_from_file_location(
-        "dashboard_scale_table", SCRIPT.with_name("dashboard_scale_table.py"))
-    table = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(table)
+    table = load("dashboard_scale_table")
 
     def result(name, first_load):
         row = dict(runs=5000, **{f"{m}_cpu_s": dict(values=[v]) for m, v in dict(
